@@ -1,0 +1,3 @@
+from miyabi_ctl.cli import main
+
+main()

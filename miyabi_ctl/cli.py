@@ -1,0 +1,218 @@
+"""The command line: parse, call the library, render. Nothing else lives here.
+
+Heavy modules (paramiko, rich tables) are imported inside the commands so that ``--help`` and
+shell completion start fast. ``main()`` is the one place library errors become messages and exit
+codes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from miyabi_ctl import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import Inventory
+
+app = typer.Typer(
+    name="miyabi-ctl",
+    help="See, check, repair and dispatch work across a fleet of machines running AI "
+         "coding-agent sessions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+Hosts = Annotated[list[str] | None, typer.Argument(help="Hosts to include (default: all).",
+                                                   show_default=False)]
+FleetPath = Annotated[str | None, typer.Option(
+    "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True,
+    help="fleet.yaml to use (else ./fleet.yaml, else $XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml).")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+Timeout = Annotated[float | None, typer.Option(
+    "--timeout", min=0.1, help="Connect timeout per host in seconds (default: ssh.connect_timeout).")]
+Forks = Annotated[int | None, typer.Option(
+    "--forks", min=1, help="Hosts contacted at once (default: ssh.max_parallel).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"miyabi-ctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """miyabi-ctl: one view of many machines and their agent sessions."""
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 1000  # piped or redirected: one line per host, never folded
+    return console
+
+
+def _open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | None = None,
+                timeout: float | None = None, quiet: bool = False) -> tuple[Inventory, Fleet]:
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+
+    inventory = load_inventory(fleet_path)
+    if inventory.implicit and not quiet:
+        _console(stderr=True).print(
+            "[dim]No fleet.yaml found (--fleet, $MIYABI_FLEET, ./fleet.yaml, "
+            "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml): showing this machine only.[/dim]")
+    return inventory, Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
+
+
+@app.command()
+def status(
+    hosts: Hosts = None,
+    json_out: Json = False,
+    watch: Annotated[float | None, typer.Option(
+        "--watch", "-w", is_flag=False, flag_value=2.0, min=0.2, metavar="[SECONDS]",
+        help="Refresh in place every SECONDS (default 2), reusing connections.")] = None,
+    timeout: Timeout = None,
+    forks: Forks = None,
+    fleet_path: FleetPath = None,
+) -> None:
+    """Show every host: load, memory, agent sessions, git state, and what is wrong."""
+    from miyabi_ctl.render import status_json, status_table
+    from miyabi_ctl.status import collect_status
+
+    inventory, fleet = _open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
+                                   quiet=json_out)
+    with fleet:
+        if watch is not None:
+            _watch(fleet, inventory, watch)
+            return
+        result = collect_status(fleet)
+    if json_out:
+        _print_json(status_json(result, inventory))
+        return
+    console = _console()
+    console.print(status_table(result, inventory, plain=not console.is_terminal))
+    if not console.is_terminal:
+        return
+    counts = {lv: sum(h.level == lv for h in result.hosts)
+              for lv in ("ok", "warning", "critical", "unreachable")}
+    console.print(" ".join(f"{n} {lv}" for lv, n in counts.items() if n), style="dim")
+
+
+def _watch(fleet: Fleet, inventory: Inventory, interval: float) -> None:
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from miyabi_ctl.render import status_table
+    from miyabi_ctl.status import collect_status
+
+    console = _console()
+    try:
+        with Live(console=console, auto_refresh=False, screen=False) as live:
+            while True:
+                started = time.monotonic()
+                result = collect_status(fleet)
+                took = time.monotonic() - started
+                stamp = Text(f"{result.generated_at:%H:%M:%S} UTC · {took:.2f}s · every "
+                             f"{interval:g}s · Ctrl-C to stop", style="dim")
+                live.update(Group(status_table(result, inventory), stamp), refresh=True)
+                time.sleep(max(0.0, interval - took))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def check(
+    hosts: Hosts = None,
+    json_out: Json = False,
+    timeout: Timeout = None,
+    forks: Forks = None,
+    fleet_path: FleetPath = None,
+) -> None:
+    """One monitoring-plugins line for cron/Nagios; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    from miyabi_ctl.errors import MiyabiError
+
+    try:
+        from miyabi_ctl.render import check_line, status_json
+        from miyabi_ctl.status import collect_status
+
+        inventory, fleet = _open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
+                                       quiet=True)
+        with fleet:
+            result = collect_status(fleet)
+        line, code = check_line(result, inventory)
+    except MiyabiError as exc:
+        line, code = f"MIYABI UNKNOWN - {' '.join(str(exc).split())}", 3
+        if json_out:
+            _print_json({"state": "UNKNOWN", "exit_code": code, "line": line, "error": str(exc)})
+            raise typer.Exit(code) from None
+        typer.echo(line)
+        raise typer.Exit(code) from None
+    if json_out:
+        doc = status_json(result, inventory)
+        _print_json({"state": line.split()[1], "exit_code": code, "line": line, **doc})
+    else:
+        typer.echo(line)
+    raise typer.Exit(code)
+
+
+@app.command()
+def sessions(
+    hosts: Hosts = None,
+    json_out: Json = False,
+    timeout: Timeout = None,
+    forks: Forks = None,
+    fleet_path: FleetPath = None,
+) -> None:
+    """Every agent session in the fleet: host, agent, pid, age, working directory."""
+    from miyabi_ctl.render import sessions_json, sessions_table
+    from miyabi_ctl.status import collect_status
+
+    _inventory, fleet = _open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
+                                   quiet=json_out)
+    with fleet:
+        result = collect_status(fleet)
+    if json_out:
+        _print_json(sessions_json(result))
+        return
+    console = _console()
+    console.print(sessions_table(result, plain=not console.is_terminal))
+
+
+def _print_json(doc: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    """Entry point: run the app; turn library errors into one clear line and an exit code."""
+    from miyabi_ctl.errors import MiyabiError
+
+    try:
+        app()
+    except MiyabiError as exc:
+        typer.echo(f"miyabi-ctl: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # `miyabi-ctl status | head`: the reader left; not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

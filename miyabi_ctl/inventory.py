@@ -1,0 +1,432 @@
+"""The fleet inventory: find, parse and validate ``fleet.yaml``.
+
+Validation walks YAML *nodes* rather than loaded Python objects so that every error can name the
+file, the line, the host and the key — a bad inventory is an operator's typo, not a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from miyabi_ctl.errors import InventoryError
+
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+STRICT_CHOICES = ("yes", "accept-new", "no")
+TRANSPORTS = ("ssh", "local")
+
+
+@dataclass(frozen=True)
+class RepoSpec:
+    """The one repository every host works on."""
+
+    path: str = "~/miyabi-private"
+    main: str = "main"
+    remote: str = "origin"
+    feature: str | None = None
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """Fleet-wide SSH behaviour; per-host values come from the host entry and ~/.ssh/config."""
+
+    config: str | None = "~/.ssh/config"
+    known_hosts: str = "~/.ssh/known_hosts"
+    strict_host_keys: str = "yes"
+    connect_timeout: float = 5.0
+    command_timeout: float = 30.0
+    max_parallel: int = 32
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """(warning, critical) pairs. ``sessions_over_max``: warn when sessions exceed max_sessions by
+    the first value or more; critical when they reach the second value times max_sessions."""
+
+    load_per_core: tuple[float, float] = (1.0, 2.0)
+    uncommitted: tuple[float, float] = (10, 100)
+    sessions_over_max: tuple[float, float] = (1, 2)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """How one kind of agent session is recognised in a process list, and how it is launched.
+
+    A process is a session of this agent when the basename of its executable (argv[0]) is one of
+    ``executables``, or when it is a script interpreter (node, bun, deno) whose first
+    script argument contains one of ``scripts``.
+    """
+
+    name: str
+    executables: tuple[str, ...]
+    scripts: tuple[str, ...] = ()
+    launch: str | None = None
+
+
+DEFAULT_AGENTS: dict[str, AgentSpec] = {
+    "claude": AgentSpec(
+        "claude",
+        executables=("claude",),
+        scripts=("@anthropic-ai/claude-code/",),
+        launch='claude -p "$(cat {prompt_file})"',
+    ),
+    "codex": AgentSpec(
+        "codex",
+        executables=("codex",),
+        scripts=("@openai/codex/",),
+        launch='codex exec "$(cat {prompt_file})"',
+    ),
+}
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One machine of the fleet as the inventory describes it."""
+
+    name: str
+    transport: str = "ssh"
+    ssh: str | None = None
+    role: str | None = None
+    max_sessions: int | None = None
+    tags: tuple[str, ...] = ()
+    repo_path: str | None = None
+    identity_file: str | None = None
+    proxy_jump: str | None = None
+    line: int | None = None
+
+    def repo_path_or(self, repo: RepoSpec) -> str:
+        return self.repo_path or repo.path
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The whole fleet: where it came from, its repo, SSH settings, thresholds, agents, hosts."""
+
+    source: Path | None
+    hosts: tuple[HostSpec, ...]
+    repo: RepoSpec = RepoSpec()
+    ssh: SSHSettings = SSHSettings()
+    thresholds: Thresholds = Thresholds()
+    agents: dict[str, AgentSpec] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
+    backlog: dict[str, Any] = field(default_factory=dict)
+    dispatch: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def implicit(self) -> bool:
+        """True when no fleet.yaml was found and the fleet is this machine alone."""
+        return self.source is None
+
+    def select(self, names: list[str] | None) -> list[HostSpec]:
+        """The hosts named on the command line (all when none), in inventory order."""
+        if not names:
+            return list(self.hosts)
+        known = {h.name: h for h in self.hosts}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            where = self.source or "the implicit local fleet"
+            raise InventoryError(
+                f"unknown host {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(known) or 'none'}) in {where}"
+            )
+        wanted = set(names)
+        return [h for h in self.hosts if h.name in wanted]
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery
+
+
+def find_fleet_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """--fleet, else $MIYABI_FLEET, else ./fleet.yaml, else $XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml."""
+    for named, origin in ((explicit, "--fleet"), (os.environ.get("MIYABI_FLEET"), "MIYABI_FLEET")):
+        if named:
+            path = Path(named).expanduser()
+            if not path.is_file():
+                raise InventoryError(f"{path}: no such fleet file (from {origin})")
+            return path
+    local = Path("fleet.yaml")
+    if local.is_file():
+        return local
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    user = xdg / "miyabi-ctl" / "fleet.yaml"
+    return user if user.is_file() else None
+
+
+def load_inventory(explicit: str | os.PathLike[str] | None = None) -> Inventory:
+    """Find and parse the fleet; with no file at all, the fleet is this machine alone."""
+    path = find_fleet_file(explicit)
+    if path is None:
+        return local_only_inventory()
+    return parse_inventory(path.read_text(encoding="utf-8"), path)
+
+
+def local_only_inventory() -> Inventory:
+    """A one-host fleet: the controller itself, looking at the git repository it stands in."""
+    name = socket.gethostname().split(".")[0] or "localhost"
+    return Inventory(
+        source=None,
+        hosts=(HostSpec(name=name, transport="local", role="local"),),
+        repo=RepoSpec(path=_enclosing_repo(Path.cwd())),
+    )
+
+
+def _enclosing_repo(start: Path) -> str:
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return str(candidate)
+    return str(start)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+class _Walker:
+    """Reads typed values out of YAML nodes, raising InventoryError with file/line/host/key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.constructor = SafeConstructor()
+
+    def fail(self, node: Node | None, message: str, host: str | None = None,
+             key: str | None = None) -> InventoryError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return InventoryError(message, path=self.path, line=line, host=host, key=key)
+
+    def value(self, node: Node) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except ConstructorError as exc:
+            raise self.fail(node, f"cannot read value: {exc.problem}") from None
+
+    def mapping(self, node: Node, what: str, allowed: set[str] | None,
+                host: str | None = None, key: str | None = None) -> dict[str, tuple[Node, Node]]:
+        if not isinstance(node, MappingNode):
+            raise self.fail(node, f"{what} must be a mapping", host, key)
+        out: dict[str, tuple[Node, Node]] = {}
+        for knode, vnode in node.value:
+            name = self.value(knode)
+            if not isinstance(name, str):
+                raise self.fail(knode, f"{what}: keys must be strings, got {name!r}", host, key)
+            if name in out:
+                dup = "duplicate host" if what == "hosts" else "duplicate key"
+                raise self.fail(knode, f"{dup} {name!r} (first on line "
+                                f"{out[name][0].start_mark.line + 1})",
+                                host if what != "hosts" else name, None if what == "hosts" else name)
+            if allowed is not None and name not in allowed:
+                raise self.fail(knode, f"unknown key {name!r} in {what} "
+                                f"(allowed: {', '.join(sorted(allowed))})", host, name)
+            out[name] = (knode, vnode)
+        return out
+
+    def string(self, node: Node, host: str | None, key: str, *, empty_ok: bool = False) -> str:
+        value = self.value(node)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(node, f"expected a string, got {_describe(value)}", host, key)
+        text = str(value)
+        if not text and not empty_ok:
+            raise self.fail(node, "must not be empty", host, key)
+        return text
+
+    def optional_string(self, node: Node, host: str | None, key: str) -> str | None:
+        return None if self.value(node) is None else self.string(node, host, key)
+
+    def number(self, node: Node, host: str | None, key: str, *, integer: bool = False,
+               positive: bool = True) -> float:
+        value = self.value(node)
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            want = "an integer" if integer else "a number"
+            raise self.fail(node, f"expected {want}, got {_describe(value)}", host, key)
+        if positive and value <= 0:
+            raise self.fail(node, f"must be greater than 0, got {value}", host, key)
+        if value < 0:
+            raise self.fail(node, f"must not be negative, got {value}", host, key)
+        return value
+
+    def string_list(self, node: Node, host: str | None, key: str) -> tuple[str, ...]:
+        if isinstance(node, ScalarNode) and self.value(node) is None:
+            return ()
+        if not isinstance(node, SequenceNode):
+            raise self.fail(node, "expected a list of strings", host, key)
+        return tuple(self.string(item, host, key) for item in node.value)
+
+    def pair(self, node: Node, key: str) -> tuple[float, float]:
+        if not isinstance(node, SequenceNode) or len(node.value) != 2:
+            raise self.fail(node, "expected [warning, critical], two numbers", None, key)
+        warn, crit = (self.number(n, None, key, positive=False) for n in node.value)
+        if crit < warn:
+            raise self.fail(node, f"critical ({crit}) is below warning ({warn})", None, key)
+        return (warn, crit)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+TOP_KEYS = {"repo", "ssh", "thresholds", "agents", "hosts", "backlog", "dispatch"}
+REPO_KEYS = {"path", "main", "remote", "feature"}
+SSH_KEYS = {"config", "known_hosts", "strict_host_keys", "connect_timeout", "command_timeout",
+            "max_parallel"}
+THRESHOLD_KEYS = {"load_per_core", "uncommitted", "sessions_over_max"}
+AGENT_KEYS = {"executables", "scripts", "launch"}
+HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "identity_file",
+             "proxy_jump"}
+BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
+DISPATCH_KEYS = {"agent", "worktrees_dir"}
+
+
+def parse_inventory(text: str, path: Path) -> Inventory:
+    """Parse fleet.yaml text; every problem becomes an InventoryError naming line, host and key."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InventoryError(f"invalid YAML: {problem}", path=path, line=line) from None
+    walk = _Walker(path)
+    if root is None:
+        raise InventoryError("the file is empty; it needs at least a 'hosts:' mapping", path=path)
+    top = walk.mapping(root, "the top level", TOP_KEYS)
+    if "hosts" not in top:
+        raise walk.fail(root, "missing required key 'hosts'", key="hosts")
+
+    repo = _parse_repo(walk, top["repo"][1]) if "repo" in top else RepoSpec()
+    ssh = _parse_ssh(walk, top["ssh"][1]) if "ssh" in top else SSHSettings()
+    thresholds = (_parse_thresholds(walk, top["thresholds"][1]) if "thresholds" in top
+                  else Thresholds())
+    agents = _parse_agents(walk, top["agents"][1]) if "agents" in top else dict(DEFAULT_AGENTS)
+    backlog = _plain_section(walk, top, "backlog", BACKLOG_KEYS)
+    dispatch = _plain_section(walk, top, "dispatch", DISPATCH_KEYS)
+    if dispatch.get("agent") and dispatch["agent"] not in agents:
+        raise walk.fail(top["dispatch"][1], f"unknown agent {dispatch['agent']!r} "
+                        f"(known: {', '.join(agents)})", key="agent")
+    hosts = _parse_hosts(walk, top["hosts"][1])
+    return Inventory(source=path, hosts=hosts, repo=repo, ssh=ssh, thresholds=thresholds,
+                     agents=agents, backlog=backlog, dispatch=dispatch)
+
+
+def _parse_repo(walk: _Walker, node: Node) -> RepoSpec:
+    items = walk.mapping(node, "repo", REPO_KEYS, key="repo")
+    values = {k: walk.string(v, None, k) for k, (_, v) in items.items()}
+    return RepoSpec(**values)
+
+
+def _parse_ssh(walk: _Walker, node: Node) -> SSHSettings:
+    items = walk.mapping(node, "ssh", SSH_KEYS, key="ssh")
+    values: dict[str, Any] = {}
+    for key, (_, vnode) in items.items():
+        if key == "config":
+            values[key] = walk.optional_string(vnode, None, key)
+        elif key == "known_hosts":
+            values[key] = walk.string(vnode, None, key)
+        elif key == "strict_host_keys":
+            raw = walk.value(vnode)
+            # YAML 1.1 reads a bare yes/no as a boolean; accept both spellings.
+            choice = {True: "yes", False: "no"}.get(raw, raw) if isinstance(raw, bool) else raw
+            if choice not in STRICT_CHOICES:
+                raise walk.fail(vnode, f"expected one of {', '.join(STRICT_CHOICES)}, "
+                                f"got {raw!r}", None, key)
+            values[key] = choice
+        elif key == "max_parallel":
+            values[key] = int(walk.number(vnode, None, key, integer=True))
+        else:
+            values[key] = float(walk.number(vnode, None, key))
+    return SSHSettings(**values)
+
+
+def _parse_thresholds(walk: _Walker, node: Node) -> Thresholds:
+    items = walk.mapping(node, "thresholds", THRESHOLD_KEYS, key="thresholds")
+    return Thresholds(**{k: walk.pair(v, k) for k, (_, v) in items.items()})
+
+
+def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
+    agents = dict(DEFAULT_AGENTS)
+    for name, (_, vnode) in walk.mapping(node, "agents", None, key="agents").items():
+        base = agents.get(name, AgentSpec(name, executables=(name,)))
+        if isinstance(vnode, ScalarNode) and walk.value(vnode) is None:
+            continue
+        items = walk.mapping(vnode, f"agents.{name}", AGENT_KEYS, key=name)
+        changes: dict[str, Any] = {}
+        for key, (_, v) in items.items():
+            if key == "launch":
+                changes[key] = walk.string(v, None, f"agents.{name}.launch")
+            else:
+                changes[key] = walk.string_list(v, None, f"agents.{name}.{key}")
+        fields = {"executables": base.executables, "scripts": base.scripts,
+                  "launch": base.launch, **changes}
+        if not fields["executables"] and not fields["scripts"]:
+            raise walk.fail(vnode, "an agent needs at least one executable or script pattern",
+                            None, f"agents.{name}")
+        agents[name] = AgentSpec(name, **fields)
+    return agents
+
+
+def _plain_section(walk: _Walker, top: dict[str, tuple[Node, Node]], name: str,
+                   allowed: set[str]) -> dict[str, Any]:
+    if name not in top:
+        return {}
+    items = walk.mapping(top[name][1], name, allowed, key=name)
+    return {k: walk.string(v, None, f"{name}.{k}") for k, (_, v) in items.items()}
+
+
+def _parse_hosts(walk: _Walker, node: Node) -> tuple[HostSpec, ...]:
+    entries = walk.mapping(node, "hosts", None, key="hosts")
+    if not entries:
+        raise walk.fail(node, "'hosts' is empty; name at least one host", key="hosts")
+    hosts = []
+    for name, (knode, vnode) in entries.items():
+        if not HOST_NAME_RE.match(name):
+            raise walk.fail(knode, "host names use letters, digits, '.', '_' and '-' only",
+                            name, None)
+        hosts.append(_parse_host(walk, name, knode, vnode))
+    return tuple(hosts)
+
+
+def _parse_host(walk: _Walker, name: str, knode: Node, vnode: Node) -> HostSpec:
+    if isinstance(vnode, ScalarNode) and walk.value(vnode) is None:
+        items: dict[str, tuple[Node, Node]] = {}
+    else:
+        items = walk.mapping(vnode, f"host {name!r}", HOST_KEYS, host=name)
+    values: dict[str, Any] = {}
+    for key, (_, v) in items.items():
+        if key == "max_sessions":
+            values[key] = int(walk.number(v, name, key, integer=True, positive=False))
+        elif key == "tags":
+            values[key] = walk.string_list(v, name, key)
+        elif key == "transport":
+            transport = walk.string(v, name, key)
+            if transport not in TRANSPORTS:
+                raise walk.fail(v, f"expected one of {', '.join(TRANSPORTS)}, got {transport!r}",
+                                name, key)
+            values[key] = transport
+        else:
+            values[key] = walk.string(v, name, key)
+    values.setdefault("transport", "ssh")
+    if values["transport"] == "ssh" and "ssh" not in values:
+        values["ssh"] = name  # like OpenSSH: the host name is the alias to look up
+    if values["transport"] == "local" and "ssh" in values:
+        raise walk.fail(items["ssh"][0], "a local host takes no 'ssh' target", name, "ssh")
+    if "ssh" in values:
+        from miyabi_ctl.sshtarget import parse_target  # local import: keeps parsing light
+
+        try:
+            parse_target(values["ssh"])
+        except ValueError as exc:
+            raise walk.fail(items["ssh"][1], str(exc), name, "ssh") from None
+    return HostSpec(name=name, line=knode.start_mark.line + 1, **values)

@@ -1,0 +1,232 @@
+"""The probe: one self-contained sh script per host per look, parsed into plain dataclasses.
+
+One round trip is the whole budget: the script is sent on stdin with its few arguments quoted,
+and everything (system, agent sessions, git state) comes back in one sectioned document. Missing
+pieces — no git, no repo, a slow ``git status`` — are reported per field, never as a dead host.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from miyabi_ctl.agents import AgentSession, find_sessions, keywords, parse_ps_line
+from miyabi_ctl.inventory import HostSpec, Inventory
+
+PROBE_FORMAT = "1"
+
+
+@dataclass
+class RepoState:
+    """The git state of the fleet's repository on one host. Counts are None when unknown."""
+
+    path: str
+    branch: str | None = None
+    head: str | None = None
+    head_subject: str | None = None
+    head_time: int | None = None
+    upstream: str | None = None
+    ahead: int | None = None
+    behind: int | None = None
+    main_ahead: int | None = None
+    main_behind: int | None = None
+    staged: int | None = None
+    unstaged: int | None = None
+    untracked: int | None = None
+    conflicted: int | None = None
+    uncommitted: int | None = None
+    stashes: int | None = None
+    worktrees: int | None = None
+
+    @property
+    def detached(self) -> bool:
+        return self.branch is None and self.head is not None
+
+
+@dataclass
+class ProbeReport:
+    """What one probe saw on one host."""
+
+    hostname: str | None = None
+    os: str | None = None
+    now: int | None = None
+    uptime_s: int | None = None
+    load_avg: tuple[float, float, float] | None = None
+    cpu_count: int | None = None
+    mem_total: int | None = None
+    mem_available: int | None = None
+    sessions: list[AgentSession] = field(default_factory=list)
+    repo: RepoState | None = None
+    repo_error: str | None = None
+
+    @property
+    def load_per_core(self) -> float | None:
+        if self.load_avg is None or not self.cpu_count:
+            return None
+        return round(self.load_avg[0] / self.cpu_count, 2)
+
+    def session_counts(self, agent_names: list[str]) -> dict[str, int]:
+        counts = dict.fromkeys(agent_names, 0)
+        for session in self.sessions:
+            counts[session.agent] = counts.get(session.agent, 0) + 1
+        return counts
+
+
+class ProbeParseError(ValueError):
+    """The host answered, but not with a probe document (a login banner, a broken shell)."""
+
+
+@cache
+def probe_script() -> str:
+    return resources.files("miyabi_ctl").joinpath("probe.sh").read_text(encoding="utf-8")
+
+
+def probe_command(host: HostSpec, inventory: Inventory, git_timeout: float) -> str:
+    """The remote command line; only short, quoted arguments pass through the login shell."""
+    args = [
+        host.repo_path_or(inventory.repo),
+        inventory.repo.remote,
+        inventory.repo.main,
+        "\n".join(keywords(inventory.agents)),
+        str(max(1, int(git_timeout))),
+    ]
+    return "sh -s -- " + " ".join(shlex.quote(a) for a in args)
+
+
+def parse_probe(text: str, inventory: Inventory) -> ProbeReport:
+    """Parse the probe's document into a ProbeReport."""
+    sections = _split_sections(text)
+    report = ProbeReport()
+    _fill_system(report, _pairs(sections.get("system", [])))
+    processes = [p for p in map(parse_ps_line, sections.get("ps", [])) if p is not None]
+    report.sessions = find_sessions(processes, inventory.agents, _parse_cwds(sections.get("cwd", [])))
+    _fill_repo(report, sections)
+    return report
+
+
+def _split_sections(text: str) -> dict[str, list[str]]:
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("@@miyabi-probe ")), None)
+    if start is None:
+        snippet = text.strip().splitlines()[:1]
+        raise ProbeParseError("no probe output" + (f" (got {snippet[0][:80]!r})" if snippet else ""))
+    version = lines[start].split()[1]
+    if version != PROBE_FORMAT:
+        raise ProbeParseError(f"probe format {version}, expected {PROBE_FORMAT}")
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    ended = False
+    for line in lines[start + 1:]:
+        if line.startswith("@@"):
+            name, _, rest = line[2:].partition(" ")
+            if name == "end":
+                ended = True
+                break
+            current = sections.setdefault(name, [])
+            if rest:
+                current.append(rest)
+        else:
+            current.append(line)
+    if not ended:
+        raise ProbeParseError("probe output was cut short")
+    return sections
+
+
+def _pairs(lines: list[str]) -> dict[str, str]:
+    pairs = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            pairs.setdefault(key, value)
+    return pairs
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _fill_system(report: ProbeReport, values: dict[str, str]) -> None:
+    report.hostname = values.get("hostname") or None
+    report.os = values.get("os") or None
+    report.now = _int(values.get("now"))
+    report.uptime_s = _int(values.get("uptime_s"))
+    report.cpu_count = _int(values.get("cpus"))
+    report.mem_total = _int(values.get("mem_total"))
+    report.mem_available = _int(values.get("mem_available"))
+    try:
+        one, five, fifteen = (float(x) for x in values.get("load", "").split())
+        report.load_avg = (one, five, fifteen)
+    except ValueError:
+        report.load_avg = None
+
+
+def _parse_cwds(lines: list[str]) -> dict[int, str]:
+    """``lsof -F``-shaped lines: ``p<pid>`` then ``n<path>``."""
+    cwds: dict[int, str] = {}
+    pid: int | None = None
+    for line in lines:
+        if line.startswith("p"):
+            pid = _int(line[1:])
+        elif line.startswith("n") and pid is not None:
+            cwds[pid] = line[1:]
+    return cwds
+
+
+def _fill_repo(report: ProbeReport, sections: dict[str, list[str]]) -> None:
+    values = _pairs(sections.get("repo", []))
+    if "error" in values:
+        report.repo_error = values["error"]
+        return
+    repo = RepoState(path=values.get("path", ""))
+    repo.head = values.get("head") or None
+    repo.head_subject = values.get("head_subject")
+    repo.head_time = _int(values.get("head_time"))
+    repo.stashes = _int(values.get("stashes"))
+    repo.worktrees = _int(values.get("worktrees"))
+    if values.get("main_ab"):
+        ahead, behind = (int(x) for x in values["main_ab"].split())
+        repo.main_ahead, repo.main_behind = ahead, behind
+    report.repo = repo
+    status = sections.get("status", [])
+    rc = _int((sections.get("status_rc") or ["0"])[0])
+    if rc in (124, 142):
+        report.repo_error = "git status timed out"
+    elif rc:
+        report.repo_error = f"git status failed (exit {rc})"
+    if not report.repo_error:
+        apply_porcelain_v2(repo, status)
+
+
+def apply_porcelain_v2(repo: RepoState, lines: list[str]) -> None:
+    """Fill branch, upstream and counts from ``git status --porcelain=v2 --branch`` lines."""
+    staged = unstaged = untracked = conflicted = entries = 0
+    for line in lines:
+        if line.startswith("# branch.head "):
+            head = line[len("# branch.head "):]
+            repo.branch = None if head == "(detached)" else head
+        elif line.startswith("# branch.oid "):
+            oid = line[len("# branch.oid "):]
+            repo.head = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.upstream "):
+            repo.upstream = line[len("# branch.upstream "):]
+        elif line.startswith("# branch.ab "):
+            ahead, behind = line[len("# branch.ab "):].split()
+            repo.ahead, repo.behind = int(ahead), -int(behind)
+        elif line[:2] in ("1 ", "2 "):
+            entries += 1
+            xy = line[2:4]
+            staged += xy[0] != "."
+            unstaged += xy[1] != "."
+        elif line.startswith("u "):
+            entries += 1
+            conflicted += 1
+        elif line.startswith("? "):
+            entries += 1
+            untracked += 1
+    repo.staged, repo.unstaged = staged, unstaged
+    repo.untracked, repo.conflicted, repo.uncommitted = untracked, conflicted, entries
