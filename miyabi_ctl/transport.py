@@ -389,10 +389,13 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
     try:
         try:
             transport.start_client(timeout=timeout)
+            # start_client returns quietly when its timeout passes mid-negotiation.
+            if not transport.is_active() or transport.host_key is None:
+                raise Unreachable(name, f"SSH handshake with {where} timed out after {timeout:g}s")
+            key = transport.get_remote_server_key()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise Unreachable(name, f"SSH handshake with {where} failed: "
                                     f"{exc or type(exc).__name__}") from None
-        key = transport.get_remote_server_key()
         known_hosts.verify(name, endpoint.hostname, endpoint.port, key)
         _authenticate(name, transport, endpoint, resolver)
     except BaseException:
