@@ -1,0 +1,67 @@
+"""The audit log: one JSON line per applied step, appended, never rewritten.
+
+Every destructive action records what it touched (host, action, refs and counts before and
+after, result, error) so an operator can always answer "what did miyabi-ctl do to MAJIN?".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from miyabi_ctl.state import state_dir
+
+
+def audit_path() -> Path:
+    return state_dir() / "audit.jsonl"
+
+
+def record(host: str, action: str, *, result: str, before: dict[str, Any] | None = None,
+           after: dict[str, Any] | None = None, error: str | None = None,
+           **details: Any) -> dict[str, Any]:
+    """Append one entry; ``result`` is ``ok``, ``failed``, ``skipped`` or similar."""
+    entry = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": host,
+        "action": action,
+        "result": result,
+        "before": before or {},
+        "after": after or {},
+        "error": error,
+        "by": f"{_user()}@{socket.gethostname()}",
+        **details,
+    }
+    line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+    with audit_path().open("a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # many hosts finish at once; lines never interleave
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return entry
+
+
+def entries(path: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Every entry, oldest first; a damaged line is skipped, not fatal."""
+    path = path or audit_path()
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
