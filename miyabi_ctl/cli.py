@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from miyabi_ctl import __version__
+from miyabi_ctl.cli_common import (
+    FleetPath,
+    Forks,
+    Hosts,
+    Json,
+    Timeout,
+    make_console,
+    open_fleet,
+    print_json,
+)
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from miyabi_ctl.fleet import Fleet
     from miyabi_ctl.inventory import Inventory
 
@@ -29,18 +37,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-
-Hosts = Annotated[list[str] | None, typer.Argument(help="Hosts to include (default: all).",
-                                                   show_default=False)]
-FleetPath = Annotated[str | None, typer.Option(
-    "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True,
-    help="fleet.yaml to use (else ./fleet.yaml, else $XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml).")]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-Timeout = Annotated[float | None, typer.Option(
-    "--timeout", min=0.1, help="Connect timeout per host in seconds (default: ssh.connect_timeout).")]
-Forks = Annotated[int | None, typer.Option(
-    "--forks", min=1, help="Hosts contacted at once (default: ssh.max_parallel).")]
-
 
 def _version(value: bool) -> None:
     if value:
@@ -54,28 +50,6 @@ def _root(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     """miyabi-ctl: one view of many machines and their agent sessions."""
-
-
-def _console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 1000  # piped or redirected: one line per host, never folded
-    return console
-
-
-def _open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | None = None,
-                timeout: float | None = None, quiet: bool = False) -> tuple[Inventory, Fleet]:
-    from miyabi_ctl.fleet import Fleet
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
-    if inventory.implicit and not quiet:
-        _console(stderr=True).print(
-            "[dim]No fleet.yaml found (--fleet, $MIYABI_FLEET, ./fleet.yaml, "
-            "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml): showing this machine only.[/dim]")
-    return inventory, Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
 
 
 @app.command()
@@ -93,7 +67,7 @@ def status(
     from miyabi_ctl.render import status_json, status_table
     from miyabi_ctl.status import collect_status
 
-    inventory, fleet = _open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
+    inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
                                    quiet=json_out)
     with fleet:
         if watch is not None:
@@ -101,9 +75,9 @@ def status(
             return
         result = collect_status(fleet)
     if json_out:
-        _print_json(status_json(result, inventory))
+        print_json(status_json(result, inventory))
         return
-    console = _console()
+    console = make_console()
     console.print(status_table(result, inventory, plain=not console.is_terminal))
     if not console.is_terminal:
         return
@@ -122,7 +96,7 @@ def _watch(fleet: Fleet, inventory: Inventory, interval: float) -> None:
     from miyabi_ctl.render import status_table
     from miyabi_ctl.status import collect_status
 
-    console = _console()
+    console = make_console()
     try:
         with Live(console=console, auto_refresh=False, screen=False) as live:
             while True:
@@ -152,7 +126,7 @@ def check(
         from miyabi_ctl.render import check_line, status_json
         from miyabi_ctl.status import collect_status
 
-        inventory, fleet = _open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
+        inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
                                        quiet=True)
         with fleet:
             result = collect_status(fleet)
@@ -160,13 +134,13 @@ def check(
     except MiyabiError as exc:
         line, code = f"MIYABI UNKNOWN - {' '.join(str(exc).split())}", 3
         if json_out:
-            _print_json({"state": "UNKNOWN", "exit_code": code, "line": line, "error": str(exc)})
+            print_json({"state": "UNKNOWN", "exit_code": code, "line": line, "error": str(exc)})
             raise typer.Exit(code) from None
         typer.echo(line)
         raise typer.Exit(code) from None
     if json_out:
         doc = status_json(result, inventory)
-        _print_json({"state": line.split()[1], "exit_code": code, "line": line, **doc})
+        print_json({"state": line.split()[1], "exit_code": code, "line": line, **doc})
     else:
         typer.echo(line)
     raise typer.Exit(code)
@@ -184,21 +158,18 @@ def sessions(
     from miyabi_ctl.render import sessions_json, sessions_table
     from miyabi_ctl.status import collect_status
 
-    _inventory, fleet = _open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
+    _inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
                                    quiet=json_out)
     with fleet:
         result = collect_status(fleet)
     if json_out:
-        _print_json(sessions_json(result))
+        print_json(sessions_json(result))
         return
-    console = _console()
+    console = make_console()
     console.print(sessions_table(result, plain=not console.is_terminal))
 
 
-def _print_json(doc: Any) -> None:
-    import json
-
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+# Command groups that live in modules of their own register themselves here, one line each.
 
 
 def main() -> None:
