@@ -170,6 +170,9 @@ def sessions(
 
 
 # Command groups that live in modules of their own register themselves here, one line each.
+from miyabi_ctl import cli_phase0  # noqa: E402
+
+cli_phase0.register(app)
 
 
 def main() -> None:

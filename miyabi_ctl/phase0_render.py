@@ -1,0 +1,104 @@
+"""Presentation of Phase 0 plans and results: rich tables and JSON. Nothing here talks to a host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from miyabi_ctl.backup import BackupOutcome, BackupPlan
+from miyabi_ctl.merge import MergeOutcome, MergePlan
+from miyabi_ctl.prune import PrunePlan
+
+
+def _table(*columns: str, plain: bool) -> Table:
+    table = Table(box=None if plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  header_style="" if plain else "bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def backup_table(plans: list[BackupPlan], outcomes: dict[str, BackupOutcome] | None = None, *,
+                 plain: bool = False) -> Table:
+    table = _table("HOST", "ACTION", "BRANCH", "FILES", "DETAIL", plain=plain)
+    for plan in plans:
+        files = str(plan.files) if plan.snapshot and plan.action in ("create", "exists") else "-"
+        detail = "; ".join([plan.reason, *plan.notes]) if plan.reason or plan.notes else ""
+        action = plan.action
+        if outcomes is not None and plan.host in outcomes:
+            out = outcomes[plan.host]
+            action = ("done" if out.ok else "FAILED") if out.action in ("create", "exists") \
+                else ("FAILED" if not out.ok else action)
+            detail = "; ".join([out.message, *plan.notes])
+            plan_branch = out.branch or plan.branch
+        else:
+            plan_branch = plan.branch
+        table.add_row(plan.host, action, plan_branch or "-", files, detail)
+    return table
+
+
+def prune_table(plans: list[PrunePlan], *, plain: bool = False) -> Table:
+    table = _table("HOST", "PID", "AGENT", "AGE", "ACTION", "CWD", "WHY", plain=plain)
+    for plan in plans:
+        if plan.error:
+            table.add_row(plan.host, "-", "-", "-", "ERROR", "-", plan.error)
+            continue
+        if not plan.sessions:
+            table.add_row(plan.host, "-", "-", "-", "none", "-", "no agent sessions")
+        for s in plan.sessions:
+            action = s.action if s.result is None else f"{s.action}: {s.result}"
+            table.add_row(plan.host, str(s.pid), s.agent, _age(s.age_s), action, s.cwd or "?",
+                          s.reason)
+    return table
+
+
+def merge_lines(plan: MergePlan) -> list[str]:
+    lines = [f"merge {plan.from_} into {plan.into}: {plan.action}"]
+    if plan.host:
+        lines.append(f"  host: {plan.host}" + (f" ({plan.why})" if plan.why else ""))
+    if plan.reason:
+        lines.append(f"  {plan.reason}")
+    for name, state in plan.states.items():
+        if state.error:
+            lines.append(f"  {name}: {state.error}")
+            continue
+        lines.append(f"  {name}: on {state.branch or 'detached HEAD'}, {state.dirty} uncommitted, "
+                     f"{plan.from_} {state.from_relation}"
+                     + (f" by {state.from_ahead}" if state.from_ahead else ""))
+    for step in plan.sync:
+        lines.append(f"  sync {step.host}: {step.action} ({step.reason})")
+    lines.extend(f"  note: {n}" for n in plan.notes)
+    return lines
+
+
+def merge_result_lines(out: MergeOutcome) -> list[str]:
+    lines = [("OK: " if out.ok else "FAILED: ") + out.message]
+    if out.conflicts:
+        lines.append("  conflicting files:")
+        lines.extend(f"    {f}" for f in out.conflicts)
+    if out.check_output:
+        lines.append("  check output (last lines):")
+        lines.extend(f"    {line}" for line in out.check_output)
+    for step in out.sync:
+        lines.append(f"  sync {step.host}: {step.action}: {step.reason}"
+                     + ("" if step.ok else " (FAILED)"))
+    return lines
+
+
+def audit_table(entries: list[dict[str, Any]], *, plain: bool = False) -> Table:
+    table = _table("TIME", "HOST", "ACTION", "RESULT", "DETAIL", plain=plain)
+    for e in entries:
+        detail = e.get("error") or ", ".join(f"{k}={v}" for k, v in (e.get("after") or {}).items())
+        table.add_row(str(e.get("time", "")), str(e.get("host", "")), str(e.get("action", "")),
+                      str(e.get("result", "")), str(detail))
+    return table
+
