@@ -1,0 +1,351 @@
+"""Phase 0 repairs on lab hosts: backup loses nothing and touches nothing, merge leaves a host as
+found or lands on the remote, prune ends only old agent sessions.
+
+These hosts (prefix ``p0-``) push to a private copy of the lab's origin, so the plan-fleet tests
+that read the shared origin see it unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ssh_entry, write_fleet
+from tests.lab import GIT_ENV, Lab, LabHost
+
+REPO = "/root/miyabi-private"
+
+
+def cli(*args: str, state: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MIYABI_STATE_DIR": str(state), "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "miyabi_ctl", *args], capture_output=True,
+                          text=True, timeout=300, env=env,
+                          stdin=subprocess.DEVNULL if stdin is None else None, input=stdin)
+
+
+def git(*args: str, cwd: Path | str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
+                          env={**os.environ, **GIT_ENV}).stdout
+
+
+class P0:
+    """A private origin and the p0- hosts wired to it."""
+
+    def __init__(self, lab: Lab, base: Path):
+        self.lab, self.base = lab, base
+        self.origin = lab.path / "p0-origin.git"
+        if not self.origin.exists():
+            git("clone", "-q", "--bare", str(lab.origin), str(self.origin), cwd=lab.path)
+
+    def host(self, name: str, branch: str | None = None) -> LabHost:
+        host = self.lab.add_host(name, branch=branch)
+        git("remote", "set-url", "origin", str(self.origin), cwd=host.repo)
+        git("fetch", "-q", "origin", cwd=host.repo)
+        git("reset", "-q", "--hard", "origin/main" if branch in (None, "main") else "HEAD",
+            cwd=host.repo)
+        return host
+
+    def fleet(self, name: str, hosts: list[LabHost]) -> Path:
+        return write_fleet(self.base / f"{name}.yaml", self.lab,
+                           {h.name: ssh_entry(h, self.lab) for h in hosts})
+
+    def commit_to_origin(self, branch: str, files: dict[str, str], message: str) -> str:
+        work = self.base / f"work-{time.monotonic_ns()}"
+        git("clone", "-q", str(self.origin), str(work), cwd=self.base)
+        exists = git("ls-remote", "--heads", "origin", branch, cwd=work).strip()
+        git("checkout", "-q", *([branch] if exists else ["-b", branch]), cwd=work)
+        for rel, text in files.items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_text(text)
+        git("add", "-A", cwd=work)
+        git("commit", "-qm", message, cwd=work)
+        git("push", "-q", "origin", branch, cwd=work)
+        return git("rev-parse", "HEAD", cwd=work).strip()
+
+    def ref(self, ref: str) -> str:
+        out = subprocess.run(["git", "rev-parse", "-q", "--verify", ref], cwd=self.origin,
+                             capture_output=True, text=True)
+        return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def p0(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> P0:
+    return P0(lab, tmp_path_factory.mktemp("p0"))
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+def manifest(root: Path, skip: tuple[str, ...] = (".git",)) -> dict[str, bytes]:
+    """Every file under root (not .git) with its bytes; symlinks as their target."""
+    files = {}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if rel.parts[0] in skip or path.is_dir():
+            continue
+        files[str(rel)] = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+    return files
+
+
+def repo_state(repo: Path) -> dict[str, str]:
+    """What a backup must not change: HEAD, branch, index entries and bytes, status, refs."""
+    return {
+        "head": git("rev-parse", "HEAD", cwd=repo),
+        "branch": git("symbolic-ref", "-q", "HEAD", cwd=repo),
+        "ls_files": git("ls-files", "-s", "-z", cwd=repo),
+        "index_sha": hashlib.sha256((repo / ".git" / "index").read_bytes()).hexdigest(),
+        "status": git("status", "--porcelain=v2", "-z", "--untracked-files=all", cwd=repo),
+        "refs": git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", cwd=repo),
+        "objects": git("count-objects", "-v", cwd=repo).split("\n")[0],
+    }
+
+
+# -- backup ------------------------------------------------------------------------------------
+
+ODD_NAMES = ["name with spaces.txt", "quote's \"double\".txt", "new\nline.txt", "ünïcødé-日本.txt",
+             "-leading-dash.txt", "$(touch pwned).txt"]
+
+
+def make_majin_mess(repo: Path) -> None:
+    """~300 uncommitted files of every awkward kind (text, binary, odd names), a deleted tracked
+    file, a file with a staged and a different unstaged change, and an ignored file."""
+    for i in range(290):
+        target = repo / "work" / f"dir{i % 10}" / f"file {i}.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"uncommitted change {i}\n")
+    for i in range(8):
+        (repo / "bin").mkdir(exist_ok=True)
+        (repo / "bin" / f"blob{i}.bin").write_bytes(os.urandom(4096 + i * 1000) + b"\0\xff")
+    for name in ODD_NAMES:
+        (repo / "odd").mkdir(exist_ok=True)
+        (repo / "odd" / name).write_bytes(f"odd {name!r}\n".encode())
+    (repo / "notes" / "todo.txt").unlink()  # a deleted tracked file
+    (repo / "src" / "app.py").write_text("print('staged version')\n")
+    git("add", "src/app.py", cwd=repo)
+    (repo / "src" / "app.py").write_text("print('working tree version')\n")
+    (repo / "README.md").write_text("# changed, unstaged\n")
+    (repo / ".git" / "info" / "exclude").write_text("*.log\n")
+    (repo / "build.log").write_text("ignored: never backed up, never cleaned\n")
+
+
+def test_backup_plan_apply_idempotent_clean_restore(p0: P0, state: Path) -> None:
+    majin = p0.host("p0-majin")
+    make_majin_mess(majin.repo)
+    fleet = p0.fleet("majin", [majin])
+    before = repo_state(majin.repo)
+    files_before = manifest(majin.repo)
+    today = dt.date.today()
+    branch = f"backup/p0-majin-{today:%Y-%m-%d}"
+
+    # Plan only: it says what it would do and changes nothing (not even the object store).
+    plan = cli("phase0", "backup", "--fleet", str(fleet), state=state)
+    assert plan.returncode == 0, plan.stderr
+    row = next(line for line in plan.stdout.splitlines() if line.startswith("p0-majin"))
+    assert "create" in row and branch in row and "staged versions kept" in row
+    assert repo_state(majin.repo) == before
+    assert not p0.ref(f"refs/heads/{branch}")
+
+    # --apply without a terminal and without --yes refuses, changing nothing.
+    refused = cli("phase0", "backup", "--fleet", str(fleet), "--apply", state=state)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--yes" in refused.stderr
+    assert repo_state(majin.repo) == before
+
+    done = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--json", state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)["hosts"][0]
+    assert out["branch"] == branch and out["created"] and out["pushed"] and out["verified"]
+    # Working tree, index and HEAD untouched (byte for byte).
+    after = repo_state(majin.repo)
+    assert {k: v for k, v in after.items() if k not in ("refs", "objects")} == \
+        {k: v for k, v in before.items() if k not in ("refs", "objects")}
+    assert manifest(majin.repo) == files_before
+
+    # The remote's branch holds exactly the working tree's files (ignored ones excepted).
+    commit = p0.ref(f"refs/heads/{branch}")
+    assert commit == out["commit"]
+    scratch = p0.base / "scratch-backup"
+    git("clone", "-q", "--no-checkout", str(p0.origin), str(scratch), cwd=p0.base)
+    git("checkout", "-q", commit, cwd=scratch)
+    expected = {k: v for k, v in files_before.items() if k != "build.log"}
+    assert manifest(scratch) == expected
+    assert len(expected) > 300
+    # First parent is HEAD; the second keeps the staged version of src/app.py.
+    parents = git("rev-list", "--parents", "-n1", commit, cwd=scratch).split()
+    assert parents[1] == before["head"].strip()
+    assert git("show", f"{parents[2]}:src/app.py", cwd=scratch) == "print('staged version')\n"
+
+    # A second run creates nothing.
+    again = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", state=state)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already backed up" in again.stdout
+    assert git("for-each-ref", "refs/heads/backup", cwd=majin.repo).count("\n") == 1
+    assert git("for-each-ref", "refs/heads/backup", cwd=p0.origin).count("\n") == 1
+
+    # New work, and the remote is broken: the branch stays local, --clean cleans nothing.
+    (majin.repo / "late.txt").write_text("written after the first backup\n")
+    files_late = manifest(majin.repo)
+    state_late = repo_state(majin.repo)
+    git("remote", "set-url", "origin", "/nonexistent/origin.git", cwd=majin.repo)
+    broken = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean",
+                 state=state)
+    assert broken.returncode == 1, broken.stdout
+    assert "not verified" in broken.stdout and "nothing was cleaned" in broken.stdout
+    assert manifest(majin.repo) == files_late
+    assert repo_state(majin.repo)["ls_files"] == state_late["ls_files"]
+
+    # Remote back: the same snapshot (now -2) is pushed, verified, and only then cleaned.
+    git("remote", "set-url", "origin", str(p0.origin), cwd=majin.repo)
+    cleaned = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean",
+                  state=state)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert "working tree reset to HEAD" in cleaned.stdout
+    second = f"{branch}-2"
+    assert p0.ref(f"refs/heads/{second}")
+    assert git("status", "--porcelain", cwd=majin.repo) == ""
+    assert (majin.repo / "build.log").exists()  # ignored files stay
+    assert git("rev-parse", "HEAD", cwd=majin.repo) == before["head"]
+
+    # restore puts every byte back, and the staged version into the index.
+    restored = cli("phase0", "restore", "p0-majin", second, "--fleet", str(fleet), state=state)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert manifest(majin.repo) == files_late
+    assert git("show", ":src/app.py", cwd=majin.repo) == "print('staged version')\n"
+    assert repo_state(majin.repo)["ls_files"] == state_late["ls_files"]
+    # ... and refuses on a dirty tree.
+    refused_restore = cli("phase0", "restore", "p0-majin", second, "--fleet", str(fleet),
+                          state=state)
+    assert refused_restore.returncode == 1 and "uncommitted changes" in refused_restore.stdout
+
+    log = cli("audit", "--json", state=state)
+    actions = [(e["action"], e["result"]) for e in json.loads(log.stdout)["entries"]]
+    assert ("backup.create", "ok") in actions and ("backup.push", "failed") in actions
+    assert ("backup.clean", "ok") in actions and ("restore", "ok") in actions
+
+
+def test_backup_refuses_conflicted_index_and_second_apply_is_locked(p0: P0, state: Path) -> None:
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.locks import host_lock
+
+    host = p0.host("p0-conflicted")
+    fleet_file = p0.fleet("conflicted", [host])
+    # Another apply holds the host: the second is refused, naming the holder.
+    inventory = load_inventory(fleet_file)
+    with Fleet(inventory) as fleet, host_lock(fleet.host("p0-conflicted"), REPO, "test holder"):
+        (host.repo / "x.txt").write_text("x\n")
+        locked = cli("phase0", "backup", "--fleet", str(fleet_file), "--apply", "--yes",
+                     state=state)
+        assert locked.returncode == 1, locked.stdout + locked.stderr
+        assert "action=test holder" in locked.stdout and "lock held by" in locked.stdout
+    assert not git("for-each-ref", "refs/heads/backup", cwd=host.repo)
+
+    # A conflicted index is refused with the reason; nothing is created.
+    git("checkout", "-q", "-b", "side", cwd=host.repo)
+    (host.repo / "README.md").write_text("side\n")
+    git("commit", "-qam", "side", cwd=host.repo)
+    git("checkout", "-q", "main", cwd=host.repo)
+    (host.repo / "README.md").write_text("main\n")
+    git("commit", "-qam", "main", cwd=host.repo)
+    subprocess.run(["git", "merge", "-q", "side"], cwd=host.repo, capture_output=True,
+                   env={**os.environ, **GIT_ENV})
+    conflicted = cli("phase0", "backup", "--fleet", str(fleet_file), "--apply", "--yes",
+                     state=state)
+    assert conflicted.returncode == 1
+    assert "merge, rebase or cherry-pick is in progress" in conflicted.stdout
+    assert not git("for-each-ref", "refs/heads/backup", cwd=host.repo)
+
+
+# -- merge -------------------------------------------------------------------------------------
+
+def heads(repo: Path) -> dict[str, str]:
+    """Branch, HEAD, local branches and status: what 'left exactly as found' compares."""
+    return {"branch": git("symbolic-ref", "-q", "HEAD", cwd=repo),
+            "head": git("rev-parse", "HEAD", cwd=repo),
+            "refs": git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads",
+                        cwd=repo),
+            "status": git("status", "--porcelain", "--untracked-files=all", cwd=repo)}
+
+
+def commit_on(host: LabHost, branch: str, files: dict[str, str], message: str) -> None:
+    exists = subprocess.run(["git", "rev-parse", "-q", "--verify", f"refs/heads/{branch}"],
+                            cwd=host.repo, capture_output=True).returncode == 0
+    git("checkout", "-q", *([branch] if exists else ["-b", branch, "main"]), cwd=host.repo)
+    for rel, text in files.items():
+        (host.repo / rel).write_text(text)
+    git("add", "-A", cwd=host.repo)
+    git("commit", "-qm", message, cwd=host.repo)
+
+
+def test_merge_conflict_and_failed_check_leave_host_as_found_then_merge_and_sync(
+        p0: P0, state: Path) -> None:
+    p0.commit_to_origin("main", {"conflict me.txt": "base\n"}, "base for the merge tests")
+    mugen = p0.host("p0-mugen")
+    mini = p0.host("p0-mini")
+    dirty = p0.host("p0-dirtymain")
+    commit_on(mugen, "p0/conflict", {"conflict me.txt": "feature side\n"}, "feature edit")
+    commit_on(mugen, "p0/clean", {"feature-a.txt": "a\n"}, "feature a")
+    commit_on(mugen, "p0/clean", {"feature-b.txt": "b\n"}, "feature b")
+    main_before = p0.commit_to_origin("main", {"conflict me.txt": "main side\n"}, "main edit")
+    (dirty.repo / "wip.txt").write_text("uncommitted\n")
+    fleet = p0.fleet("merge", [mugen, mini, dirty])
+
+    # Plan: mugen is chosen because its p0/clean is 2 commits ahead of origin's (which has none).
+    plan = cli("phase0", "merge", "--from", "p0/clean", "--sync", "--fleet", str(fleet),
+               state=state)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "host: p0-mugen (its p0/clean is 2 commits ahead of origin's, the most)" in plan.stdout
+    assert "sync p0-mini: fast-forward" in plan.stdout
+    assert "sync p0-dirtymain: skip (working tree not clean)" in plan.stdout
+
+    # A conflict: exit 1, the conflicting file named, the host exactly as found.
+    found = heads(mugen.repo)
+    conflict = cli("phase0", "merge", "--from", "p0/conflict", "--fleet", str(fleet), "--apply",
+                   "--yes", state=state)
+    assert conflict.returncode == 1, conflict.stdout + conflict.stderr
+    assert "conflicts in 1 files" in conflict.stdout and "host left exactly as found" in conflict.stdout
+    assert '"conflict me.txt"' in conflict.stdout or "conflict me.txt" in conflict.stdout
+    assert heads(mugen.repo) == found
+    assert p0.ref("refs/heads/main") == main_before
+
+    # A failing --check undoes the merge the same way; the check's output is shown.
+    failed = cli("phase0", "merge", "--from", "p0/clean", "--check", "echo 'boom  here'; exit 3",
+                 "--fleet", str(fleet), "--apply", "--yes", state=state)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "the check failed (exit 3)" in failed.stdout and "boom  here" in failed.stdout
+    assert heads(mugen.repo) == found
+    assert p0.ref("refs/heads/main") == main_before
+
+    # A clean merge lands on origin's main; --sync fast-forwards p0-mini, skips the dirty one.
+    mini_before = heads(dirty.repo)
+    ok = cli("phase0", "merge", "--from", "p0/clean", "--check", "test -f feature-b.txt",
+             "--sync", "--fleet", str(fleet), "--apply", "--yes", "--json", state=state)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    doc = json.loads(ok.stdout)
+    merged = p0.ref("refs/heads/main")
+    assert doc["merged"] == merged and doc["pushed"]
+    parents = git("rev-list", "--parents", "-n1", merged, cwd=p0.origin).split()
+    assert parents[1:] == [main_before, git("rev-parse", "p0/clean", cwd=mugen.repo).strip()]
+    assert git("rev-parse", "HEAD", cwd=mini.repo).strip() == merged
+    assert heads(dirty.repo) == mini_before
+    sync = {s["host"]: s for s in doc["sync"]}
+    assert sync["p0-mini"]["action"] == "fast-forward" and sync["p0-dirtymain"]["action"] == "skip"
+    # mugen went back to the branch it was on, clean.
+    assert git("symbolic-ref", "--short", "HEAD", cwd=mugen.repo).strip() == "p0/clean"
+    assert git("status", "--porcelain", cwd=mugen.repo) == ""
+    entries = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+    assert [(e["host"], e["action"], e["result"]) for e in entries] == [
+        ("p0-mugen", "merge", "failed"), ("p0-mugen", "merge", "failed"),
+        ("p0-mugen", "merge", "ok"), ("p0-mini", "merge.sync", "ok")]
