@@ -349,3 +349,74 @@ def test_merge_conflict_and_failed_check_leave_host_as_found_then_merge_and_sync
     assert [(e["host"], e["action"], e["result"]) for e in entries] == [
         ("p0-mugen", "merge", "failed"), ("p0-mugen", "merge", "failed"),
         ("p0-mugen", "merge", "ok"), ("p0-mini", "merge.sync", "ok")]
+
+
+# -- prune -------------------------------------------------------------------------------------
+
+def test_prune_ends_only_old_sessions_backs_up_dirty_work_never_others(p0: P0, state: Path) -> None:
+    mac = p0.host("p0-mac")
+    stuck = mac.home / "stuck"  # a repo mid-merge: its work cannot be backed up
+    git("init", "-q", "-b", "main", str(stuck), cwd=mac.home)
+    (stuck / "f.txt").write_text("committed\n")
+    git("add", "-A", cwd=stuck)
+    git("commit", "-qm", "init", cwd=stuck)
+    (stuck / ".git" / "MERGE_HEAD").write_text(git("rev-parse", "HEAD", cwd=stuck))
+    (stuck / "f.txt").write_text("unsaved\n")
+    (mac.repo / "session-work.txt").write_text("written by an old session\n")
+
+    old_home = mac.spawn_agent("claude", cwd="/root")
+    old_repo = mac.spawn_agent("claude-node", cwd=REPO)
+    old_stuck = mac.spawn_agent("codex", cwd="/root/stuck")
+    decoys = mac.spawn_decoys()
+    bystander = mac.spawn(["sleep", "100000000"])
+    time.sleep(6)
+    new = [mac.spawn_agent("claude", cwd="/root"), mac.spawn_agent("codex-node", cwd="/root")]
+    fleet = p0.fleet("prune", [mac])
+    everyone = {old_home, old_repo, old_stuck, bystander, *decoys, *new}
+
+    plan = cli("phase0", "prune", "--older-than", "4s", "--grace", "2", "--fleet", str(fleet),
+               "--json", state=state)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    actions = {s["pid"]: s for s in json.loads(plan.stdout)["hosts"][0]["sessions"]}
+    assert set(actions) == {old_home, old_repo, old_stuck, *new}  # decoys are not sessions
+    assert {p for p, s in actions.items() if s["action"] == "kill"} == {old_home, old_repo}
+    assert actions[old_stuck]["action"] == "skip"
+    assert "cannot be backed up" in actions[old_stuck]["reason"]
+    assert actions[old_repo]["backup"]["action"] == "create"
+    assert everyone <= set(mac.pids())  # the plan changed nothing
+
+    done = cli("phase0", "prune", "--older-than", "4s", "--grace", "2", "--fleet", str(fleet),
+               "--apply", "--yes", "--json", state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {s["pid"]: s["result"] for s in json.loads(done.stdout)["hosts"][0]["sessions"]}
+    assert results[old_home] == "terminated" and results[old_repo] == "terminated"
+    alive = set(mac.pids())
+    assert old_home not in alive and old_repo not in alive
+    assert {old_stuck, bystander, *decoys, *new} <= alive
+    # The dirty work of the repo session was pushed before it was killed.
+    branch = f"refs/heads/backup/p0-mac-{dt.date.today():%Y-%m-%d}"
+    assert git("show", f"{p0.ref(branch)}:session-work.txt", cwd=p0.origin) == \
+        "written by an old session\n"
+    assert (mac.repo / "session-work.txt").exists()  # backed up, not cleaned
+
+
+def test_prune_never_signals_a_reused_pid(p0: P0) -> None:
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.prune import prune_script
+    from miyabi_ctl.remote import run_script
+
+    host = p0.host("p0-pidreuse", branch=None)
+    pid = host.spawn_agent("claude")
+    inventory = load_inventory(p0.fleet("pidreuse", [host]))
+    with Fleet(inventory) as fleet:
+        target = fleet.host("p0-pidreuse")
+        ident = run_script(target, prune_script(), "ident", str(pid)).stdout.split()
+        assert ident[0] == f"ident={pid}" and ident[2] == "claude"
+        # Same pid, another start time: another process as far as prune is concerned.
+        wrong = run_script(target, prune_script(), "kill", "1", f"{pid}:{int(ident[1]) + 1}:claude")
+        assert f"result={pid} mismatch" in wrong.stdout
+        assert pid in host.pids()
+        right = run_script(target, prune_script(), "kill", "1", f"{pid}:{ident[1]}:claude")
+        assert f"result={pid} terminated" in right.stdout
+    assert pid not in host.pids()

@@ -1,0 +1,100 @@
+"""The pure decisions behind Phase 0: durations, cut-offs, session choice, branch naming, merge host."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from miyabi_ctl.agents import AgentSession
+from miyabi_ctl.backup import BackupRef, Snapshot, decide
+from miyabi_ctl.merge import BranchState
+from miyabi_ctl.merge import decide as decide_merge
+from miyabi_ctl.prune import Selection, choose, parse_duration, parse_when
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("45s", 45), ("90m", 5400), ("36h", 129600),
+                                               ("3d", 259200), ("1h30m", 5400), ("2w", 1209600)])
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "3", "h", "3x", "1h 30m", "-3h"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_weekday_is_the_most_recent_such_midnight_including_today() -> None:
+    wednesday = dt.datetime(2025, 11, 26, 15, 30).astimezone()
+    assert parse_when("saturday", wednesday).date() == dt.date(2025, 11, 22)
+    assert parse_when("Sat", wednesday).hour == 0
+    assert parse_when("wednesday", wednesday).date() == dt.date(2025, 11, 26)
+    assert parse_when("thursday", wednesday).date() == dt.date(2025, 11, 20)
+    assert parse_when("2025-11-22", wednesday) == dt.datetime(2025, 11, 22).astimezone()
+    with pytest.raises(ValueError, match="weekday"):
+        parse_when("someday", wednesday)
+
+
+def _session(pid: int, age: int, agent: str = "claude") -> AgentSession:
+    return AgentSession(pid, 1, agent, age, "/root", agent)
+
+
+def test_choose_keeps_the_newest_and_filters_by_agent() -> None:
+    sessions = [_session(1, 500), _session(2, 400), _session(3, 300, "codex"), _session(4, 10)]
+    acts = {a.pid: a for a in choose(sessions, Selection(older_than_s=100, keep=1), 1000)}
+    assert {p for p, a in acts.items() if a.action == "kill"} == {1, 2, 3}
+    assert acts[4].reason == "among the newest 1"
+    acts = {a.pid: a for a in choose(sessions, Selection(older_than_s=100, agent="claude"), 1000)}
+    assert {p for p, a in acts.items() if a.action == "kill"} == {1, 2}
+    assert acts[3].reason == "not claude"
+    cut = dt.datetime.fromtimestamp(1000 - 350).astimezone()
+    acts = {a.pid: a for a in choose(sessions, Selection(started_before=cut), 1000)}
+    assert {p for p, a in acts.items() if a.action == "kill"} == {1, 2}
+
+
+def _snap(tree: str, refs: list[BackupRef], index_tree: str = "H") -> Snapshot:
+    return Snapshot(path="~/r", head="c" * 40, branch="main", tree=tree, head_tree="H",
+                    index_tree=index_tree, added=1, refs=refs)
+
+
+def test_backup_names_and_idempotence() -> None:
+    today = dt.date(2025, 11, 26)
+    assert decide("majin", "~/r", "majin", _snap("T", []), today).branch == \
+        "backup/majin-2025-11-26"
+    taken = [BackupRef("refs/heads/backup/majin-2025-11-26", "c1", "OTHER", None),
+             BackupRef("refs/remotes/origin/backup/majin-2025-11-26-2", "c2", "OTHER2", None),
+             BackupRef("refs/heads/backup/majin-old-2025-11-26-3", "c3", "T", None)]
+    plan = decide("majin", "~/r", "majin", _snap("T", taken), today)
+    assert (plan.action, plan.branch) == ("create", "backup/majin-2025-11-26-3")
+    same = [*taken, BackupRef("refs/remotes/origin/backup/majin-2025-11-20", "c4", "T", None)]
+    plan = decide("majin", "~/r", "majin", _snap("T", same), today)
+    assert (plan.action, plan.branch) == ("exists", "backup/majin-2025-11-20")
+    # The same files but different staged versions are a different snapshot.
+    plan = decide("majin", "~/r", "majin", _snap("T", same, index_tree="I"), today)
+    assert plan.action == "create"
+    assert decide("majin", "~/r", "majin", _snap("H", []), today).action == "clean"
+    refused = decide("majin", "~/r", "majin", Snapshot(path="~/r", refuse="conflicted"), today)
+    assert (refused.action, refused.reason) == ("refuse", "conflicted")
+
+
+def _state(host: str, ahead: int, relation: str, **kw: object) -> BranchState:
+    return BranchState(host, head="h", branch="feat", from_local=f"{host}-sha",
+                       from_remote="r-sha", into_remote="main-sha", from_ahead=ahead,
+                       from_relation=relation, **kw)  # type: ignore[arg-type]
+
+
+def test_merge_picks_the_most_ahead_and_refuses_divergence_or_dirt() -> None:
+    states = {"macbook": _state("macbook", 0, "behind"), "mugen": _state("mugen", 3, "ahead"),
+              "majin": _state("majin", 1, "ahead")}
+    plan = decide_merge("feat", "main", "origin", states)
+    assert (plan.action, plan.host, plan.source) == ("merge", "mugen", "mugen-sha")
+    assert "3 commits ahead" in plan.why
+    assert any("majin also has 1 unpushed" in n for n in plan.notes)
+    states["mugen"] = _state("mugen", 3, "diverged")
+    assert "diverged" in decide_merge("feat", "main", "origin", states).reason
+    states["mugen"] = _state("mugen", 3, "ahead", dirty=4)
+    plan = decide_merge("feat", "main", "origin", states)
+    assert plan.action == "refuse" and "backup mugen --clean" in plan.reason
+    plan = decide_merge("feat", "main", "origin", states, on="macbook")
+    assert (plan.action, plan.source) == ("merge", "r-sha")  # behind: merge origin's copy
