@@ -420,3 +420,39 @@ def test_prune_never_signals_a_reused_pid(p0: P0) -> None:
         right = run_script(target, prune_script(), "kill", "1", f"{pid}:{ident[1]}:claude")
         assert f"result={pid} terminated" in right.stdout
     assert pid not in host.pids()
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+def test_run_backs_up_prunes_and_merges_as_one_plan(p0: P0, state: Path) -> None:
+    runa = p0.host("p0-runa")
+    runb = p0.host("p0-runb")
+    commit_on(runa, "p0/run", {"run-feature.txt": "feature\n"}, "run feature")
+    (runa.repo / "run-wip.txt").write_text("unsaved work on runa\n")
+    old = runb.spawn_agent("claude", cwd="/root")
+    time.sleep(4)
+    fleet = p0.fleet("run", [runa, runb])
+    args = ["phase0", "run", "--clean", "--older-than", "3s", "--grace", "1", "--from", "p0/run",
+            "--sync", "--fleet", str(fleet)]
+    main_before = p0.ref("refs/heads/main")
+
+    plan = cli(*args, "--json", state=state)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    doc = json.loads(plan.stdout)
+    assert [b["action"] for b in doc["backup"]] == ["create", "clean"]
+    assert doc["merge"]["action"] == "merge" and doc["merge"]["host"] == "p0-runa"
+    assert "p0-runa is clean only after its backup with --clean" in doc["merge"]["notes"]
+    assert [s["pid"] for s in doc["prune"][1]["sessions"] if s["action"] == "kill"] == [old]
+    assert (runa.repo / "run-wip.txt").exists() and old in runb.pids()
+    assert not (state / "audit.jsonl").exists()
+
+    done = cli(*args, "--apply", "--yes", "--json", state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    backup_branch = out["backup"][0]["branch"]
+    assert git("show", f"{backup_branch}:run-wip.txt", cwd=p0.origin) == "unsaved work on runa\n"
+    assert not (runa.repo / "run-wip.txt").exists()  # cleaned after the verified push
+    assert old not in runb.pids()
+    merged = p0.ref("refs/heads/main")
+    assert merged != main_before and out["merge"]["merged"] == merged
+    assert git("rev-parse", "HEAD", cwd=runb.repo).strip() == merged
