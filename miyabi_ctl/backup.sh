@@ -16,6 +16,7 @@ mode=$1 path=$2 label=$3 remote=$4
 shift 4
 case $path in "~") path=$HOME ;; "~/"*) path=$HOME/${path#"~/"} ;; esac
 
+# This script arrives on stdin: commands that might read stdin (push, filters) get </dev/null.
 say() { printf '%s=%s\n' "$1" "$2"; }
 refuse() { say refuse "$1"; exit 0; }
 fail() { say error "$1"; exit 1; }
@@ -52,7 +53,7 @@ snapshot_tree() {
     GIT_INDEX_FILE=$tmp/index git ls-files -z | GIT_INDEX_FILE=$tmp/index xargs -0 \
       git update-index --no-assume-unchanged -- || return 1
   fi
-  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 || { cat "$tmp/add.err" >&2; return 1; }
+  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
   GIT_INDEX_FILE=$tmp/index G write-tree
 }
 
@@ -132,14 +133,14 @@ commit() {
   say local_verified 1
   if [ "$push" = 1 ]; then
     [ -n "$remote" ] || fail "no remote to push to (the branch has no upstream and the repository has several or no remotes)"
-    GIT_TERMINAL_PROMPT=0 git push -q "$remote" "$ref:$ref" 2>"$tmp/err" ||
+    GIT_TERMINAL_PROMPT=0 git push -q "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
       fail "push to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
     say pushed 1
-    rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote "$remote" "$ref" 2>"$tmp/err" | cut -f1) ||
+    rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
       fail "cannot read $branch back from $remote: $(tail -n 1 "$tmp/err")"
     [ -n "$rsha" ] || fail "$remote has no $branch after the push"
     if [ "$rsha" != "$sha" ]; then
-      GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "$ref" 2>"$tmp/err" ||
+      GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "$ref" 2>"$tmp/err" </dev/null ||
         fail "cannot fetch $branch back from $remote: $(tail -n 1 "$tmp/err")"
     fi
     rtree=$(git rev-parse -q --verify "$rsha^{tree}") || fail "cannot read the tree of $remote's $branch"
@@ -166,7 +167,7 @@ restore() {
     refuse "the working tree has uncommitted changes: back them up (and --clean) first"
   if ! sha=$(git rev-parse -q --verify "$ref^{commit}" 2>/dev/null); then
     [ -n "$remote" ] || refuse "no such commit or branch: $ref"
-    GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "refs/heads/$ref" 2>"$tmp/err" ||
+    GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "refs/heads/$ref" 2>"$tmp/err" </dev/null ||
       refuse "no such commit or branch: $ref (not on $remote either)"
     sha=$(git rev-parse FETCH_HEAD)
   fi

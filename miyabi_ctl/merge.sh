@@ -24,6 +24,7 @@ gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-merge.XXXXXX") || fail "mktemp failed"
 trap 'rm -rf "$tmp"' EXIT
 export GIT_TERMINAL_PROMPT=0
+# This script arrives on stdin: every command that might read stdin gets </dev/null instead.
 
 sha_of() { git rev-parse -q --verify "$1^{commit}" 2>/dev/null; }
 dirty_count() { git status --porcelain -z 2>/dev/null | tr -cd '\0' | wc -c | tr -d ' '; }
@@ -37,7 +38,7 @@ busy() {
 facts() {
   fetch=$1
   if [ "$fetch" = 1 ]; then
-    git fetch -q "$remote" 2>"$tmp/err" || fail "git fetch $remote failed: $(tail -n 1 "$tmp/err")"
+    git fetch -q "$remote" 2>"$tmp/err" </dev/null || fail "git fetch $remote failed: $(tail -n 1 "$tmp/err")"
     say fetched 1
   fi
   say head "$(sha_of HEAD)"
@@ -46,7 +47,7 @@ facts() {
   state=$(busy) && say busy "$state"
   say from_local "$(sha_of "refs/heads/$from")"
   say into_local "$(sha_of "refs/heads/$into")"
-  git ls-remote "$remote" "refs/heads/$from" "refs/heads/$into" >"$tmp/ls" 2>"$tmp/err" ||
+  git ls-remote "$remote" "refs/heads/$from" "refs/heads/$into" >"$tmp/ls" 2>"$tmp/err" </dev/null ||
     { say remote_error "$(tail -n 1 "$tmp/err")"; return 0; }
   rfrom=$(awk -v r="refs/heads/$from" '$2 == r { print $1 }' "$tmp/ls")
   rinto=$(awk -v r="refs/heads/$into" '$2 == r { print $1 }' "$tmp/ls")
@@ -132,12 +133,12 @@ merge() {
       abort "cannot create $into from $remote/$into: $(tail -n 1 "$tmp/err")"
   fi
   if sha_of "refs/remotes/$remote/$into" >/dev/null; then
-    git merge -q --ff-only "refs/remotes/$remote/$into" 2>"$tmp/err" ||
+    git merge -q --ff-only "refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
       abort "$into has commits that $remote/$into does not (diverged): cannot fast-forward it"
   fi
   say into_base "$(sha_of HEAD)"
   if ! git merge -q --no-ff --no-edit -m "Merge branch '$from' into $into" "$source" \
-       >"$tmp/merge.out" 2>&1; then
+       >"$tmp/merge.out" 2>&1 </dev/null; then
     git diff --name-only --diff-filter=U >"$tmp/conflicts" 2>/dev/null
     while IFS= read -r f; do say conflict "$f"; done <"$tmp/conflicts"
     abort "merging $from into $into conflicts in $(wc -l <"$tmp/conflicts" | tr -d ' ') files"
@@ -145,7 +146,8 @@ merge() {
   merged=$(sha_of HEAD)
   say merged "$merged"
   if [ -n "$check" ]; then
-    run_check "$check" "$check_timeout" >"$tmp/check.out" 2>&1
+    # stdin is this script: the check must not read it
+    run_check "$check" "$check_timeout" >"$tmp/check.out" 2>&1 </dev/null
     rc=$?
     say check_rc "$rc"
     if [ "$rc" != 0 ]; then
@@ -154,9 +156,9 @@ merge() {
     fi
   fi
   if [ "$push" = 1 ]; then
-    git push -q "$remote" "refs/heads/$into:refs/heads/$into" 2>"$tmp/err" ||
+    git push -q "$remote" "refs/heads/$into:refs/heads/$into" 2>"$tmp/err" </dev/null ||
       abort "push of $into to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
-    r=$(git ls-remote "$remote" "refs/heads/$into" | cut -f1)
+    r=$(git ls-remote "$remote" "refs/heads/$into" </dev/null | cut -f1)
     [ "$r" = "$merged" ] || abort "$remote's $into is $r after the push, not $merged"
     say pushed 1
   fi
@@ -178,9 +180,9 @@ sync() {
   before=$(sha_of HEAD)
   say before "$before"
   [ "$before" = "$target" ] && { say after "$before"; say done 1; exit 0; }
-  git fetch -q "$remote" "+refs/heads/$into:refs/remotes/$remote/$into" 2>"$tmp/err" ||
+  git fetch -q "$remote" "+refs/heads/$into:refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
     fail "git fetch failed: $(tail -n 1 "$tmp/err")"
-  git merge -q --ff-only "$target" 2>"$tmp/err" ||
+  git merge -q --ff-only "$target" 2>"$tmp/err" </dev/null ||
     refuse "$into has local commits that $remote/$into does not: cannot fast-forward"
   say after "$(sha_of HEAD)"
   say done 1

@@ -329,8 +329,9 @@ def test_merge_conflict_and_failed_check_leave_host_as_found_then_merge_and_sync
     assert p0.ref("refs/heads/main") == main_before
 
     # A clean merge lands on origin's main; --sync fast-forwards p0-mini, skips the dirty one.
+    # (The check reads stdin: it must not eat the rest of the script, which arrives there.)
     mini_before = heads(dirty.repo)
-    ok = cli("phase0", "merge", "--from", "p0/clean", "--check", "test -f feature-b.txt",
+    ok = cli("phase0", "merge", "--from", "p0/clean", "--check", "cat >/dev/null; test -f feature-b.txt",
              "--sync", "--fleet", str(fleet), "--apply", "--yes", "--json", state=state)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     doc = json.loads(ok.stdout)
