@@ -170,7 +170,9 @@ def sessions(
 
 
 # Command groups that live in modules of their own register themselves here, one line each.
+from miyabi_ctl import cli_dispatch  # noqa: E402
 
+cli_dispatch.register(app)
 
 def main() -> None:
     """Entry point: run the app; turn library errors into one clear line and an exit code."""
