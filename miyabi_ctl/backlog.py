@@ -92,7 +92,7 @@ class IssueState:
         if self.status == "assigned":
             return f"assigned to {self.assigned_to}"
         if self.status == "tracking":
-            return f"tracking ({len(self.children)} children)"
+            return f"tracking ({len(self.children)} children)" if self.children else "tracking"
         return self.status
 
 

@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
     app.command("dispatch")(dispatch)
     app.command("assign")(assign)
     app.command("runs")(runs)
+    app.command("recall")(recall)
 
 
 def issues(
@@ -228,4 +229,47 @@ def runs(
         else:
             console.print("No assignments yet.")
     if any(v.error for v in views):
+        raise typer.Exit(1)
+
+
+def recall(
+    issue: Annotated[int, typer.Argument(help="Issue number.")],
+    apply: Apply = False,
+    yes: Yes = False,
+    json_out: Json = False,
+    timeout: Timeout = None,
+    fleet_path: FleetPath = None,
+) -> None:
+    """Stop an issue's agent, back up its worktree (pushed, verified), then remove the worktree."""
+    from miyabi_ctl.backup import plan_backup
+    from miyabi_ctl.dispatch import apply_recall, backup_label, recall_steps, recall_target
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.runs import RunStore
+
+    inventory = load_inventory(fleet_path)
+    store = RunStore()
+    target = recall_target(store, inventory, issue)
+    inventory, fleet = open_fleet(fleet_path, [target.host], timeout=timeout, quiet=True)
+    with fleet:
+        host = fleet.host(target.host)
+        backup_plan = plan_backup(host, target.worktree, label=backup_label(issue),
+                                  remote=inventory.repo.remote)
+        steps = recall_steps(target, backup_plan, inventory.repo.remote)
+        doc = {"issue": issue, "host": target.host, "steps": steps,
+               "backup": backup_plan.to_json()}
+        if json_out and not apply:
+            print_json(doc)
+            return
+        _echo_lines([f"Recall plan for #{issue} on {target.host}:",
+                     *(f"  {n}. {step}" for n, step in enumerate(steps, 1))], err=json_out)
+        if not confirm_apply(apply, yes, "Recall this agent?"):
+            typer.echo("Plan only: nothing changed. Run again with --apply to recall.")
+            return
+        outcome = apply_recall(target, fleet, store)
+    if json_out:
+        print_json({**doc, "ok": outcome.ok, "stopped": outcome.stopped,
+                    "removed": outcome.removed, "message": outcome.message})
+    else:
+        typer.echo(f"#{issue} {target.host}: {'ok' if outcome.ok else 'failed'} — {outcome.message}")
+    if not outcome.ok:
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from miyabi_ctl import audit
 from miyabi_ctl.backlog import Graph
+from miyabi_ctl.backup import BackupPlan, backup_tree
 from miyabi_ctl.errors import HostError, MiyabiError
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
@@ -230,3 +231,82 @@ def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None, *,
                 views.append(RunView(a, alive=f.alive, ahead=f.ahead, merged=f.merged,
                                      issue_closed=closed, last_activity=f.last_activity))
     return views
+
+
+# --------------------------------------------------------------------------------------------
+# Recall
+
+
+class RecallRefused(MiyabiError):
+    """Nothing to recall, or the host it ran on is not in the fleet."""
+
+    exit_code = 1
+
+
+@dataclass
+class RecallOutcome:
+    assignment: Assignment
+    ok: bool
+    stopped: bool = False
+    backup: str = ""
+    removed: bool = False
+    message: str = ""
+
+
+def recall_target(store: RunStore, inventory: Inventory, issue: int) -> Assignment:
+    assignment = store.active_for(issue)
+    if assignment is None:
+        raise RecallRefused(f"issue #{issue} has no active assignment (see `miyabi-ctl runs`)")
+    if assignment.host not in {h.name for h in inventory.hosts}:
+        raise RecallRefused(f"issue #{issue} runs on {assignment.host}, which is not in the fleet")
+    return assignment
+
+
+def backup_label(issue: int) -> str:
+    return f"issue-{issue}"
+
+
+def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str) -> list[str]:
+    """The plan in words; ``backup_plan`` is phase 0's side-effect-free plan of the backup."""
+    a = assignment
+    if backup_plan.action == "create":
+        backup = (f"back up the uncommitted work in {a.worktree} ({backup_plan.reason}) to "
+                  f"{backup_plan.branch}, push it to {remote} and verify it")
+    elif backup_plan.action == "refuse":
+        backup = f"back up {a.worktree}: REFUSED ({backup_plan.reason}); recall would stop here"
+    else:
+        backup = f"back up {a.worktree}: {backup_plan.reason or backup_plan.action}"
+    return [f"stop tmux session {a.session} on {a.host}", backup,
+            f"remove the worktree {a.worktree} (branch {a.branch} and its commits stay)",
+            f"mark #{a.issue} recalled in the run store"]
+
+
+def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore) -> RecallOutcome:
+    """Stop the session, back the worktree up (pushed, verified), and only then remove it."""
+    from miyabi_ctl.launch import remove_worktree, stop
+
+    a = assignment
+    inventory = fleet.inventory
+    host = fleet.host(a.host)
+    out = RecallOutcome(a, ok=False)
+    with host_lock(host, host.spec.repo_path_or(inventory.repo), "recall"):
+        out.stopped = stop(host, a.issue)
+        audit.record(host.name, "recall.stop", result="ok", issue=a.issue,
+                     after={"session": a.session, "was_running": out.stopped})
+        backup = backup_tree(host, a.worktree, label=backup_label(a.issue),
+                             remote=inventory.repo.remote)
+        out.backup = backup.message
+        if not backup.ok:
+            out.message = f"backup failed, worktree kept: {backup.message}"
+            audit.record(host.name, "recall", result="failed", error=out.message, issue=a.issue)
+            return out
+        remove_worktree(host, inventory, a.worktree)
+        out.removed = True
+        audit.record(host.name, "recall.remove", result="ok", issue=a.issue,
+                     before={"worktree": a.worktree, "branch": a.branch},
+                     after={"backup": backup.branch})
+    store.end(a.id, "recalled", backup.message)
+    out.ok = True
+    out.message = (f"stopped {a.session}" if out.stopped else f"{a.session} was not running")
+    out.message += f"; {backup.message}; worktree removed, branch {a.branch} kept"
+    return out

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,47 @@ def test_missing_agent_binary_is_a_clear_error(lab: Lab, tmp_path: Path) -> None
     doc = json.loads(cli("dispatch", "--json", "--fleet", str(fleet), "--backlog", str(backlog),
                          state=tmp_path).stdout)
     assert [a["issue"] for a in doc["assignments"]] == [7]
+
+
+def test_recall_backs_up_then_removes_the_worktree(lab: Lab, tmp_path: Path) -> None:
+    host = lab.add_host("dp-recall", load=(0.2, 0.2, 0.2), cpus=2)
+    install_fake_agent(host)
+    backlog = tmp_path / "backlog.yaml"
+    backlog.write_text(yaml.safe_dump({"issues": [{"number": 8101, "title": "recall me"}]}))
+    fleet = write_fleet(tmp_path / "fleet.yaml", lab, {
+        "dp-recall": ssh_entry(host, lab, max_sessions=2)}, extra=f"backlog:\n  file: {backlog}\n")
+    args = ("--fleet", str(fleet))
+    assert cli("dispatch", "--apply", "--yes", *args, state=tmp_path).returncode == 0
+    wt = "/root/.miyabi/worktrees/issue-8101"
+    host.sh(f"cd {wt} && echo done >step1.txt && git add step1.txt && git commit -qm step1"
+            " && echo 'half-way' >step2.txt")
+
+    proc = cli("recall", "8101", *args, state=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:5] == [
+        "Recall plan for #8101 on dp-recall:",
+        "  1. stop tmux session miyabi-8101 on dp-recall",
+        f"  2. back up the uncommitted work in {wt} (1 added, 0 modified, 0 deleted) to "
+        f"backup/issue-8101-{date.today():%Y-%m-%d}, push it to origin and verify it",
+        f"  3. remove the worktree {wt} (branch issue/8101 and its commits stay)",
+        "  4. mark #8101 recalled in the run store"]
+    assert host.sh("tmux has-session -t =miyabi-8101", check=False).returncode == 0  # plan only
+
+    proc = cli("recall", "8101", "--apply", "--yes", *args, state=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "#8101 dp-recall: ok — stopped miyabi-8101; backed up and verified" in proc.stdout
+    assert host.sh("tmux has-session -t =miyabi-8101", check=False).returncode != 0
+    assert not (host.home / ".miyabi/worktrees/issue-8101").exists()
+    # The half-way file is on the pushed backup branch, on top of the agent's commit.
+    branch = f"backup/issue-8101-{date.today():%Y-%m-%d}"
+    origin = f"git --git-dir {lab.origin}"
+    assert host.sh(f"{origin} show {branch}:step2.txt").stdout == "half-way\n"
+    assert host.sh(f"{origin} log --format=%s -2 {branch}").stdout.splitlines()[1] == "step1"
+    assert host.sh("git -C /root/miyabi-private log --format=%s -1 issue/8101").stdout == "step1\n"
+    assert [(r["issue"], r["state"]) for r in sqlite_rows(tmp_path)] == [(8101, "recalled")]
+    issues = json.loads(cli("issues", "--json", *args, state=tmp_path).stdout)
+    assert issues["issues"][0]["state"] == "ready"
+    actions = [e["action"] for e in map(json.loads, (tmp_path / "audit.jsonl").read_text()
+                                        .splitlines())]
+    assert actions == ["dispatch", "recall.stop", "backup.create", "backup.push", "recall.remove"]
+    assert cli("recall", "8101", *args, state=tmp_path).returncode == 1  # nothing left to recall
