@@ -55,6 +55,16 @@ def open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | 
     return inventory, Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
 
 
+def show(console: Console, renderable: object) -> None:
+    """Print to a terminal as is; piped, as plain lines without the table's trailing padding."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    sys.stdout.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+
+
 def print_json(doc: Any) -> None:
     import json
 
