@@ -17,16 +17,17 @@ if TYPE_CHECKING:
     from miyabi_ctl.fleet import Fleet
     from miyabi_ctl.inventory import Inventory
 
-Hosts = Annotated[list[str] | None, typer.Argument(help="Hosts to include (default: all).",
-                                                   show_default=False)]
+Hosts = Annotated[list[str] | None, typer.Argument(
+    help="Hosts to include (default: all).", metavar="HOST", show_default=False)]
 FleetPath = Annotated[str | None, typer.Option(
-    "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True,
+    "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True, metavar="PATH",
     help="fleet.yaml to use (else ./fleet.yaml, else $XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml).")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 Timeout = Annotated[float | None, typer.Option(
-    "--timeout", min=0.1, help="Connect timeout per host in seconds (default: ssh.connect_timeout).")]
+    "--timeout", min=0.1, metavar="SECONDS",
+    help="Connect timeout per host in seconds (default: ssh.connect_timeout).")]
 Forks = Annotated[int | None, typer.Option(
-    "--forks", min=1, help="Hosts contacted at once (default: ssh.max_parallel).")]
+    "--forks", min=1, metavar="N", help="Hosts contacted at once (default: ssh.max_parallel).")]
 
 
 Apply = Annotated[bool, typer.Option("--apply", help="Carry out the plan (default: only show it).")]

@@ -284,3 +284,46 @@ def test_watch_refreshes_in_place_reusing_connections(lab: Lab, tmp_path: Path) 
         again = collect_status(fleet)
         assert fleet.hosts[0]._transport is transport  # type: ignore[attr-defined]
     assert again.hosts[0].report is not None and again.hosts[0].report.load_avg == (9.0, 1.0, 1.0)
+
+
+def test_check_counts_an_unreachable_host_as_critical(lab: Lab, tmp_path: Path) -> None:
+    gone, fine = lab.add_host("st-check-gone"), lab.add_host("st-check-fine")
+    gone.kill()
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", lab, {
+        "gone": ssh_entry(gone, lab), "fine": ssh_entry(fine, lab)})
+    proc = cli("check", "--fleet", str(fleet_file))
+    assert proc.returncode == 2
+    assert proc.stdout.startswith("MIYABI CRITICAL - gone CRITICAL: cannot connect to ")
+    assert "'fine_load'=" in proc.stdout and "'gone_load'" not in proc.stdout
+
+
+def test_watch_in_a_terminal_redraws_with_new_figures(lab: Lab, tmp_path: Path) -> None:
+    """The real CLI in a real terminal (tmux): the table refreshes in place."""
+    host = lab.add_host("st-tty-watch", load=(4.25, 1.0, 1.0))
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", lab, {"watched": ssh_entry(host, lab)})
+    socket_name = f"miyabi-test-{host.address}"
+    tmux = ["tmux", "-L", socket_name]
+    # env -u: a COLUMNS inherited from the test runner would override the terminal's real width.
+    command = (f"env -u COLUMNS -u LINES {sys.executable} -m miyabi_ctl status --watch 0.3 "
+               f"--fleet {fleet_file}")
+    subprocess.run([*tmux, "new-session", "-d", "-x", "220", "-y", "15", command], check=True)
+
+    def screen_until(text: str) -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            screen = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True,
+                                    text=True).stdout
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared:\n{screen}")
+
+    try:
+        first = screen_until("4.25")
+        assert "watched" in first and "Ctrl-C to stop" in first
+        host.set_load(7.75, 1.0, 1.0)
+        second = screen_until("7.75")
+        assert "4.25" not in second  # redrawn in place, not appended below
+        assert second.count("watched") == 1
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
