@@ -331,3 +331,28 @@ def test_watch_in_a_terminal_redraws_with_new_figures(lab: Lab, tmp_path: Path) 
         assert second.count("watched") == 1
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def test_ssh_agent_keys_are_used(lab: Lab, tmp_path: Path) -> None:
+    host = lab.add_host("st-agent")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = {"PATH": "/usr/bin:/bin", "SSH_AUTH_SOCK": str(sock), "HOME": str(tmp_path)}
+        subprocess.run(["ssh-add", "-q", str(lab.client_key)], env=env, check=True,
+                       capture_output=True)
+        fleet_file = write_fleet(tmp_path / "fleet.yaml", lab, {
+            "h": {"ssh": f"root@{host.address}"}})  # no identity_file: only the agent has the key
+        h = json.loads(cli("status", "--json", "--fleet", str(fleet_file),
+                           env={**env, "PYTHONPATH": ":".join(sys.path)}).stdout)["hosts"][0]
+        assert h["reachable"], h["error"]
+        no_agent = json.loads(cli("status", "--json", "--fleet", str(fleet_file),
+                                  env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                       "PYTHONPATH": ":".join(sys.path)}).stdout)["hosts"][0]
+        assert no_agent["error_kind"] == "auth"
+    finally:
+        agent.terminate()
+        agent.wait(5)
