@@ -21,6 +21,7 @@ from miyabi_ctl.cli_common import (
     make_console,
     open_fleet,
     print_json,
+    show,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def issues(
         print_json(issues_json(states, source))
         return
     console = make_console()
-    console.print(issues_table(states))
+    show(console, issues_table(states, plain=not console.is_terminal))
     console.print(issues_summary(states, source), style="dim")
 
 
@@ -128,7 +129,8 @@ def dispatch(
             _echo_lines(plan_lines(plan), err=True)
         else:
             if explain:
-                make_console().print(hosts_table(figures, plan))
+                console = make_console()
+                show(console, hosts_table(figures, plan, plain=not console.is_terminal))
                 _echo_lines(explain_lines(plan))
             _echo_lines(plan_lines(plan))
         if not plan.assignments or not confirm_apply(apply, yes, "Launch these agents?"):
@@ -225,7 +227,7 @@ def runs(
     else:
         console = make_console()
         if views:
-            console.print(runs_table(views))
+            show(console, runs_table(views, plain=not console.is_terminal))
         else:
             console.print("No assignments yet.")
     if any(v.error for v in views):

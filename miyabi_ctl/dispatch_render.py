@@ -16,8 +16,9 @@ from miyabi_ctl.dispatch import ApplyReport, RunView
 from miyabi_ctl.placement import HostFigures, Plan
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+def _table(*columns: str, plain: bool) -> Table:
+    table = Table(box=None if plain else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  header_style="" if plain else "bold")
     for column in columns:
         table.add_column(column, overflow="fold")
     return table
@@ -47,8 +48,8 @@ def issues_json(states: list[IssueState], source: str) -> dict[str, Any]:
     return {"source": source, "issues": [issue_json(s) for s in states]}
 
 
-def issues_table(states: list[IssueState]) -> Table:
-    table = _table("#", "PRIO", "STATE", "NEEDS", "EST", "TITLE")
+def issues_table(states: list[IssueState], *, plain: bool = False) -> Table:
+    table = _table("#", "PRIO", "STATE", "NEEDS", "EST", "TITLE", plain=plain)
     style = {"ready": "green", "blocked": "yellow", "assigned": "cyan", "done": "dim",
              "tracking": "dim"}
     for s in states:
@@ -80,13 +81,13 @@ def plan_lines(plan: Plan, *, title: str = "Dispatch plan") -> list[str]:
     return lines
 
 
-def hosts_table(figures: list[HostFigures], plan: Plan) -> Table:
+def hosts_table(figures: list[HostFigures], plan: Plan, *, plain: bool = False) -> Table:
     """--explain: every host's figures and what placement made of it."""
     chosen: dict[str, list[str]] = {}
     for p in plan.assignments:
         chosen.setdefault(p.host, []).append(f"#{p.issue}")
     table = _table("HOST", "STATUS", "LOAD", "CPUS", "LOAD/CORE", "SESSIONS", "OURS", "MAX",
-                   "FREE", "TAGS", "VERDICT")
+                   "FREE", "TAGS", "VERDICT", plain=plain)
     for f in figures:
         exclusion = f.standing_exclusion()
         if f.name in chosen:
@@ -142,10 +143,10 @@ def run_json(view: RunView) -> dict[str, Any]:
     }
 
 
-def runs_table(views: list[RunView], now: float | None = None) -> Table:
+def runs_table(views: list[RunView], *, plain: bool = False, now: float | None = None) -> Table:
     now = now or time.time()
     table = _table("#", "HOST", "STATE", "SESSION", "COMMITS", "LAST ACTIVITY", "DONE", "BRANCH",
-                   "WORKTREE")
+                   "WORKTREE", plain=plain)
     for v in views:
         a = v.assignment
         if v.error:

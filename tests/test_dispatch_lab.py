@@ -308,3 +308,29 @@ def test_recall_backs_up_then_removes_the_worktree(lab: Lab, tmp_path: Path) -> 
                                         .splitlines())]
     assert actions == ["dispatch", "recall.stop", "backup.create", "backup.push", "recall.remove"]
     assert cli("recall", "8101", *args, state=tmp_path).returncode == 1  # nothing left to recall
+
+
+def test_assign_checks_like_dispatch_and_force_is_loud(dp: DispatchLab, tmp_path: Path) -> None:
+    backlog = tmp_path / "backlog.yaml"
+    backlog.write_text(yaml.safe_dump({"issues": [
+        {"number": 1, "title": "needs worktrees", "needs": ["worktree"]},
+        {"number": 2, "title": "waits", "depends": [1]}]}))
+    args = ("--fleet", str(dp.fleet_file), "--backlog", str(backlog))
+    proc = cli("assign", "2", "dp-mugen", *args, state=tmp_path)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        1, "miyabi-ctl: error: issue #2 is not ready: blocked by #1")
+    proc = cli("assign", "1", "dp-idle", *args, state=tmp_path)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        1, "miyabi-ctl: error: dp-idle cannot take #1: lacks tag worktree (--force overrides this)")
+    proc = cli("assign", "1", "dp-idle", "--force", *args, state=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("WARNING: --force: placing #1 on dp-idle although lacks tag "
+                           "worktree\n")
+    assert "  #1 → dp-idle (claude): FORCED past: lacks tag worktree" in proc.stdout
+    assert "Plan only: nothing launched" in proc.stdout
+    proc = cli("assign", "1", "dp-mac", "--force", *args, state=tmp_path)  # safety is not forced
+    assert proc.returncode == 1
+    assert "dp-mac cannot take #1: critical (32 claude sessions, max 8)" in proc.stderr
+    doc = json.loads(cli("assign", "1", "dp-mugen", "--json", *args, state=tmp_path).stdout)
+    assert [(a["issue"], a["host"]) for a in doc["assignments"]] == [(1, "dp-mugen")]
+    assert not (tmp_path / "runs.sqlite").exists() or sqlite_rows(tmp_path) == []
