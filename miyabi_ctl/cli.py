@@ -23,6 +23,7 @@ from miyabi_ctl.cli_common import (
     make_console,
     open_fleet,
     print_json,
+    show,
 )
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def status(
         print_json(status_json(result, inventory))
         return
     console = make_console()
-    console.print(status_table(result, inventory, plain=not console.is_terminal))
+    show(console, status_table(result, inventory, plain=not console.is_terminal))
     if not console.is_terminal:
         return
     counts = {lv: sum(h.level == lv for h in result.hosts)
@@ -166,14 +167,14 @@ def sessions(
         print_json(sessions_json(result))
         return
     console = make_console()
-    console.print(sessions_table(result, plain=not console.is_terminal))
+    show(console, sessions_table(result, plain=not console.is_terminal))
 
 
 # Command groups that live in modules of their own register themselves here, one line each.
-from miyabi_ctl import cli_phase0  # noqa: E402
+from miyabi_ctl import cli_dispatch, cli_phase0  # noqa: E402
 
+cli_dispatch.register(app)
 cli_phase0.register(app)
-
 
 def main() -> None:
     """Entry point: run the app; turn library errors into one clear line and an exit code."""

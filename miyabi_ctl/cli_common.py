@@ -17,16 +17,17 @@ if TYPE_CHECKING:
     from miyabi_ctl.fleet import Fleet
     from miyabi_ctl.inventory import Inventory
 
-Hosts = Annotated[list[str] | None, typer.Argument(help="Hosts to include (default: all).",
-                                                   show_default=False)]
+Hosts = Annotated[list[str] | None, typer.Argument(
+    help="Hosts to include (default: all).", metavar="HOST", show_default=False)]
 FleetPath = Annotated[str | None, typer.Option(
-    "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True,
+    "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True, metavar="PATH",
     help="fleet.yaml to use (else ./fleet.yaml, else $XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml).")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 Timeout = Annotated[float | None, typer.Option(
-    "--timeout", min=0.1, help="Connect timeout per host in seconds (default: ssh.connect_timeout).")]
+    "--timeout", min=0.1, metavar="SECONDS",
+    help="Connect timeout per host in seconds (default: ssh.connect_timeout).")]
 Forks = Annotated[int | None, typer.Option(
-    "--forks", min=1, help="Hosts contacted at once (default: ssh.max_parallel).")]
+    "--forks", min=1, metavar="N", help="Hosts contacted at once (default: ssh.max_parallel).")]
 
 
 Apply = Annotated[bool, typer.Option("--apply", help="Carry out the plan (default: only show it).")]
@@ -53,6 +54,16 @@ def open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | 
             "[dim]No fleet.yaml found (--fleet, $MIYABI_FLEET, ./fleet.yaml, "
             "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml): showing this machine only.[/dim]")
     return inventory, Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
+
+
+def show(console: Console, renderable: object) -> None:
+    """Print to a terminal as is; piped, as plain lines without the table's trailing padding."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    sys.stdout.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
 
 
 def print_json(doc: Any) -> None:

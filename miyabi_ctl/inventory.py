@@ -275,6 +275,8 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, str):
+        return repr(value)
     return f"{type(value).__name__} {value!r}"
 
 

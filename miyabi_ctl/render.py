@@ -92,7 +92,7 @@ def status_table(fleet: FleetStatus, inventory: Inventory, *, plain: bool = Fals
                    "uncommitted", "main ±", "last commit", "problems"):
         justify = "right" if column in ("load", "memory", "uncommitted", *agent_names) else "left"
         table.add_column(column, justify=justify, overflow="fold",
-                         max_width=48 if column == "problems" else None)
+                         max_width=60 if column == "problems" and not plain else None)
     now = time.time()
     for host in fleet.hosts:
         table.add_row(*_row(host, agent_names, now))

@@ -9,6 +9,7 @@ hierarchy (``miyabi_ctl.errors``): unreachable, auth, host key, timeout, command
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shlex
 import socket
@@ -364,6 +365,33 @@ class JumpPool:
             self._transports.clear()
 
 
+def _resolve(hostname: str, port: int, timeout: float) -> tuple[str, int]:
+    """Look a name up within ``timeout``: getaddrinfo has no timeout of its own and can hang for
+    tens of seconds on a broken resolver. IP literals skip the lookup."""
+    try:
+        ipaddress.ip_address(hostname)
+        return (hostname, port)
+    except ValueError:
+        pass
+    answer: list[tuple[str, int] | BaseException] = []
+
+    def lookup() -> None:
+        try:
+            info = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+            answer.append(info[0][4][:2])
+        except OSError as exc:
+            answer.append(exc)
+
+    worker = threading.Thread(target=lookup, daemon=True, name=f"dns-{hostname}")
+    worker.start()
+    worker.join(timeout)
+    if not answer:
+        raise TimeoutError(f"DNS lookup of {hostname} timed out")
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return answer[0]
+
+
 def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_hosts: KnownHosts,
                    jumps: JumpPool | None) -> paramiko.Transport:
     """Connect, verify the host key, authenticate; every step bounded by the connect timeout."""
@@ -377,7 +405,9 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
                                 timeout)
     else:
         try:
-            sock = socket.create_connection((endpoint.hostname, endpoint.port), timeout=timeout)
+            deadline = time.monotonic() + timeout
+            address = _resolve(endpoint.hostname, endpoint.port, timeout)
+            sock = socket.create_connection(address, timeout=max(0.1, deadline - time.monotonic()))
         except TimeoutError:
             raise Unreachable(name, f"connect to {where} timed out after {timeout:g}s") from None
         except OSError as exc:

@@ -589,10 +589,18 @@ class LabHost:
             " && tmux new-window -d -t claude-build -- vim /root/.claude/settings.json"
             " && tmux new-window -d -t claude-build -- less /root/notes/codex-review.txt"
             " && tmux display-message -p -t claude-build '#{pid}'"
-            " && tmux list-panes -s -t claude-build -F '#{pane_pid} #{pane_current_command}'"
         ).stdout.split("\n")
         tmux_server = int(out[0])
-        panes = dict(line.split()[::-1] for line in out[1:] if line.strip())
+        deadline = time.monotonic() + 10
+        while True:  # a busy machine may not have exec'd vim/less in the panes yet
+            listing = self.sh("tmux list-panes -s -t claude-build"
+                              " -F '#{pane_pid} #{pane_current_command}'").stdout
+            panes = dict(line.split()[::-1] for line in listing.splitlines() if line.strip())
+            if "vim" in panes and "less" in panes:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"decoy panes did not start on {self.name}: {panes}")
+            time.sleep(0.05)
         pids = [grep, tmux_server, int(panes["vim"]), int(panes["less"])]
         deadline = time.monotonic() + 10
         while True:  # wait until the zombie really is one
