@@ -191,8 +191,9 @@ def test_backup_plan_apply_idempotent_clean_restore(p0: P0, state: Path) -> None
     again = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", state=state)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "already backed up" in again.stdout
-    assert git("for-each-ref", "refs/heads/backup", cwd=majin.repo).count("\n") == 1
-    assert git("for-each-ref", "refs/heads/backup", cwd=p0.origin).count("\n") == 1
+    mine = "refs/heads/backup/p0-majin-*"
+    assert git("for-each-ref", mine, cwd=majin.repo).count("\n") == 1
+    assert git("for-each-ref", mine, cwd=p0.origin).count("\n") == 1
 
     # New work, and the remote is broken: the branch stays local, --clean cleans nothing.
     (majin.repo / "late.txt").write_text("written after the first backup\n")
