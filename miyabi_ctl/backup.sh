@@ -1,4 +1,4 @@
-# miyabi-ctl backup, sent on stdin to `sh -s -- MODE PATH LABEL REMOTE [ARGS...]`.
+# miyabi-ctl backup, sent on stdin (miyabi_ctl/remote.py) with the arguments `MODE PATH LABEL REMOTE [ARGS...]`.
 # POSIX sh (Linux, macOS). Prints key=value lines that miyabi_ctl/backup.py parses.
 #
 # It never touches the working tree, the index or HEAD of the repository (until `commit` is

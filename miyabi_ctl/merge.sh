@@ -1,4 +1,4 @@
-# miyabi-ctl merge, sent on stdin to `sh -s -- MODE PATH REMOTE FROM INTO [ARGS...]`.
+# miyabi-ctl merge, sent on stdin (miyabi_ctl/remote.py) with the arguments `MODE PATH REMOTE FROM INTO [ARGS...]`.
 # POSIX sh. Prints key=value lines for miyabi_ctl/merge.py.
 #
 #   facts  PATH REMOTE FROM INTO FETCH        where this host stands (FETCH=1 fetches first)

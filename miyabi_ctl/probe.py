@@ -7,13 +7,13 @@ pieces — no git, no repo, a slow ``git status`` — are reported per field, ne
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
 from miyabi_ctl.agents import AgentSession, find_sessions, keywords, parse_ps_line
 from miyabi_ctl.inventory import HostSpec, Inventory
+from miyabi_ctl.remote import script_command
 
 PROBE_FORMAT = "1"
 
@@ -92,7 +92,7 @@ def probe_command(host: HostSpec, inventory: Inventory, git_timeout: float) -> s
         "\n".join(keywords(inventory.agents)),
         str(max(1, int(git_timeout))),
     ]
-    return "sh -s -- " + " ".join(shlex.quote(a) for a in args)
+    return script_command(*args)
 
 
 def parse_probe(text: str, inventory: Inventory) -> ProbeReport:

@@ -1,6 +1,6 @@
-# miyabi-ctl probe, format 1. Sent once per host on stdin to `sh -s -- REPO REMOTE MAIN KEYWORDS
-# GIT_TIMEOUT`; prints one sectioned document that miyabi_ctl/probe.py parses. POSIX sh only, so it
-# runs on Linux, macOS and Termux. It never writes: git runs with --no-optional-locks so a probe
+# miyabi-ctl probe, format 1. Sent once per host on stdin (miyabi_ctl/remote.py) with the
+# arguments REPO REMOTE MAIN KEYWORDS GIT_TIMEOUT; prints one sectioned document that
+# miyabi_ctl/probe.py parses. POSIX sh only, so it runs on Linux, macOS and Termux. It never writes: git runs with --no-optional-locks so a probe
 # cannot take the index lock from an agent working in the same tree.
 LC_ALL=C
 export LC_ALL

@@ -1,4 +1,4 @@
-# miyabi-ctl prune, sent on stdin to `sh -s -- MODE ...`. POSIX sh (Linux, macOS).
+# miyabi-ctl prune, sent on stdin (miyabi_ctl/remote.py) with the arguments `MODE ...`. POSIX sh (Linux, macOS).
 #
 #   ident PID...                    print `ident=PID START EXE` for each live process
 #   kill GRACE PID:START:EXE...     SIGTERM each session and its descendants, wait up to GRACE

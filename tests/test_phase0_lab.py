@@ -371,12 +371,15 @@ def test_prune_ends_only_old_sessions_backs_up_dirty_work_never_others(p0: P0, s
     old_stuck = mac.spawn_agent("codex", cwd="/root/stuck")
     decoys = mac.spawn_decoys()
     bystander = mac.spawn(["sleep", "100000000"])
+    # A cut-off instant between the old and the new sessions, not an age: however slowly a busy
+    # machine runs the commands below, the new sessions stay on the right side of it.
+    cut = (dt.datetime.now() + dt.timedelta(seconds=3)).isoformat(timespec="seconds")
     time.sleep(6)
     new = [mac.spawn_agent("claude", cwd="/root"), mac.spawn_agent("codex-node", cwd="/root")]
     fleet = p0.fleet("prune", [mac])
     everyone = {old_home, old_repo, old_stuck, bystander, *decoys, *new}
 
-    plan = cli("phase0", "prune", "--older-than", "4s", "--grace", "2", "--fleet", str(fleet),
+    plan = cli("phase0", "prune", "--started-before", cut, "--grace", "2", "--fleet", str(fleet),
                "--json", state=state)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     actions = {s["pid"]: s for s in json.loads(plan.stdout)["hosts"][0]["sessions"]}
@@ -387,7 +390,7 @@ def test_prune_ends_only_old_sessions_backs_up_dirty_work_never_others(p0: P0, s
     assert actions[old_repo]["backup"]["action"] == "create"
     assert everyone <= set(mac.pids())  # the plan changed nothing
 
-    done = cli("phase0", "prune", "--older-than", "4s", "--grace", "2", "--fleet", str(fleet),
+    done = cli("phase0", "prune", "--started-before", cut, "--grace", "2", "--fleet", str(fleet),
                "--apply", "--yes", "--json", state=state)
     assert done.returncode == 0, done.stdout + done.stderr
     results = {s["pid"]: s["result"] for s in json.loads(done.stdout)["hosts"][0]["sessions"]}
