@@ -1,18 +1,23 @@
-"""The probe's figures that it reads without starting git or coreutils (see probe.sh): stash and
-worktree counts, memory, CPUs, session working directories — from a clone, a linked worktree and
-a subdirectory of the same repository on one lab host."""
+"""What the speed work (docs/performance.md) must not change: the probe's figures that it now
+reads without starting git or coreutils (stash and worktree counts, memory, CPUs, session working
+directories, from a clone, a linked worktree and a subdirectory), and that a one-shot look closes
+its connections while --watch keeps them."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from miyabi_ctl.fleet import Fleet
+from miyabi_ctl.inventory import load_inventory
+from miyabi_ctl.status import collect_status
 from tests.conftest import ssh_entry, write_fleet
-from tests.lab import Lab
+from tests.lab import Lab, LabHost
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +64,30 @@ def test_memory_is_exact_bytes_and_cpus_come_from_the_online_list(probed: dict) 
 def test_session_cwd_is_where_the_agent_runs(probed: dict) -> None:
     sessions = probed["hosts"]["bp-clone"]["session_list"]
     assert [(s["pid"], s["cwd"]) for s in sessions] == [(probed["agent_pid"], "/root/wt-linked")]
+
+
+def _sshd_sessions(host: LabHost) -> int:
+    """sshd processes serving a connection (the listener excluded)."""
+    lines = host.sh("ps -eo args=").stdout.splitlines()
+    return sum(1 for line in lines if line.startswith("sshd: ") and "listener" not in line)
+
+
+def _wait_for_sessions(host: LabHost, expected: int) -> int:
+    deadline = time.monotonic() + 10
+    while (count := _sshd_sessions(host)) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
+
+
+def test_one_look_closes_each_connection_and_watch_keeps_them(lab: Lab, tmp_path: Path) -> None:
+    hosts = lab.add_hosts(["bp-close-a", "bp-close-b"], clone=False)
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", lab,
+                             {h.name: ssh_entry(h, lab) for h in hosts})
+    inventory = load_inventory(fleet_file)
+    with Fleet(inventory) as fleet:
+        kept = collect_status(fleet)
+        assert all(h.error is None for h in kept.hosts), [h.error for h in kept.hosts]
+        assert [_wait_for_sessions(h, 1) for h in hosts] == [1, 1]
+        once = collect_status(fleet, keep_connections=False)
+        assert all(h.error is None for h in once.hosts), [h.error for h in once.hosts]
+        assert [_wait_for_sessions(h, 0) for h in hosts] == [0, 0]
