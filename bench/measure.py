@@ -1,25 +1,33 @@
 """Run one command and measure it: wall time, CPU of its whole process tree, peak memory.
 
 Timing runs are not disturbed by sampling: ``os.wait4`` gives the tree's CPU time (the child and
-every descendant it waited for) and the largest single process's max RSS for free. The tree's
-peak memory (sum of RSS and of PSS over every live descendant: Ansible forks workers, OpenSSH is
-one process per host) needs sampling, so it is taken in a separate run (``sample_memory=True``).
+every descendant it waited for). The largest single process's max RSS comes from GNU time, which
+runs the command: Linux records the RSS of the process that forks into the child's ``ru_maxrss``
+at exec, so a bench runner's own 60 MB would show up in every tool's figure; GNU time is 2 MB.
+The tree's peak memory (sum of RSS and of PSS over every live descendant: Ansible forks workers,
+OpenSSH is one process per host) needs sampling, so it is taken in a separate run
+(``sample_memory=True``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+GNU_TIME = "/usr/bin/time"
 
 
 @dataclass
 class Measurement:
     wall_s: float
     cpu_s: float          # user + system of the whole tree
-    max_rss_mb: float     # the largest single process of the tree
+    max_rss_mb: float | None   # the largest single process of the tree (None without GNU time)
     exit_code: int
     stdout: str
     stderr: str
@@ -29,6 +37,11 @@ class Measurement:
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
         timeout: float = 600, sample_memory: bool = False) -> Measurement:
+    rss_file = None
+    if os.access(GNU_TIME, os.X_OK):
+        fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
+        os.close(fd)
+        argv = [GNU_TIME, "-f", "%M", "-o", rss_file, *argv]
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
@@ -54,8 +67,13 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None =
         sampler.stop()
     for reader in readers:
         reader.join()
+    max_rss_mb = None
+    if rss_file is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            max_rss_mb = int(Path(rss_file).read_text().split()[-1]) / 1024
+        os.unlink(rss_file)
     return Measurement(
-        wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, max_rss_mb=usage.ru_maxrss / 1024,
+        wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime, max_rss_mb=max_rss_mb,
         exit_code=proc.returncode, stdout=b"".join(chunks[out_r]).decode(errors="replace"),
         stderr=b"".join(chunks[err_r]).decode(errors="replace"),
         tree_rss_mb=sampler.peak_rss / 2**20 if sampler else None,

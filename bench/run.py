@@ -48,7 +48,7 @@ class Series:
     hosts: int
     wall_s: list[float] = field(default_factory=list)
     cpu_s: list[float] = field(default_factory=list)
-    max_rss_mb: list[float] = field(default_factory=list)
+    max_rss_mb: list[float | None] = field(default_factory=list)
     tree_rss_mb: float | None = None
     tree_pss_mb: float | None = None
 
@@ -89,15 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MIYABI_STATE_DIR": state,
            "COLUMNS": "200"}
     say(f"starting {largest} lab hosts with {args.sessions} agent sessions each")
-    report: dict = {"machine": machine()}
+    report: dict = {"machine": machine(), "load_before": _loadavg()}
     try:
         with BenchLab(largest, sessions_per_host=args.sessions, log=say) as lab:
             report["startup"] = startup(env, max(10, args.repeat * 2))
             report["check"] = check(lab, env, args.check_hosts, max(5, args.repeat))
             report["status"] = {}
             for n in sizes:
+                load = _loadavg()
                 series = compare(lab, n, tools, args.repeat, env, args.forks)
                 report["status"][n] = [asdict(s) for s in series]
+                report.setdefault("load", {})[n] = [load, _loadavg()]
+                print(f"\nload average before / after: {load} / {_loadavg()}")
                 print_status_table(n, series)
             report["watch"] = watch(lab, env, args.watch_hosts, refreshes=10)
     except KeyboardInterrupt:
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutil.rmtree(state, ignore_errors=True)
+    report["load_after"] = _loadavg()
     print_summary(report)
     Path(args.out).write_text(json.dumps(report, indent=2))
     say(f"raw figures written to {args.out}")
@@ -212,8 +216,9 @@ def check(lab: BenchLab, env: dict[str, str], n: int, repeat: int) -> dict:
 
 def watch(lab: BenchLab, env: dict[str, str], n: int, refreshes: int) -> dict:
     say(f"status --watch refreshes on {n} hosts")
+    inits = ",".join(str(h.init_pid) for h in lab.hosts[:n])
     m = measure.run([sys.executable, "-m", "bench.watch_refresh", str(lab.fleet_yaml(n)),
-                     str(refreshes)], env=env, cwd=str(ROOT))
+                     str(refreshes), inits], env=env, cwd=str(ROOT))
     if m.exit_code != 0:
         raise LostHosts(f"watch on {n} hosts: {m.stdout}{m.stderr}")
     return json.loads(m.stdout)
@@ -237,6 +242,10 @@ def machine() -> dict:
             versions[dist] = "not installed"
     return {"nproc": os.cpu_count(), "mem_gib": round(int(mem) / 2**20, 1),
             "kernel": platform.release(), "cpu": _cpu_model(), "versions": versions}
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _cpu_model() -> str:
@@ -263,8 +272,10 @@ def print_status_table(n: int, series: list[Series]) -> None:
         ratio = f"{base.median / s.median:.2f}" if base else "–"
         tree = (f"{s.tree_rss_mb:.0f} / {s.tree_pss_mb:.0f}" if s.tree_rss_mb is not None
                 else "–")
+        rss = [r for r in s.max_rss_mb if r is not None]
+        largest = f"{max(rss):.0f}" if rss else "–"
         print(f"| {s.tool} | {s.median:.2f} | {min(s.wall_s):.2f}–{max(s.wall_s):.2f} "
-              f"| {statistics.median(s.cpu_s):.2f} | {max(s.max_rss_mb):.0f} | {tree} | {ratio} |")
+              f"| {statistics.median(s.cpu_s):.2f} | {largest} | {tree} | {ratio} |")
     sys.stdout.flush()
 
 
@@ -284,6 +295,13 @@ def print_summary(report: dict) -> None:
           f"| {_range_ms(w['refresh_s'])} |")
     print(f"| `status --watch` first (connecting) refresh, {w['hosts']} hosts "
           f"| {w['connect_s'] * 1000:.0f} ms | – |")
+    print(f"| ↳ controller CPU per refresh | {_ms(w['controller_cpu_s'])} "
+          f"| {_range_ms(w['controller_cpu_s'])} |")
+    if w.get("hosts_cpu_s"):
+        print(f"| ↳ lab hosts' CPU per refresh (sshd, shells, probe) | {_ms(w['hosts_cpu_s'])} "
+              f"| {_range_ms(w['hosts_cpu_s'])} |")
+    print(f"\nload average (other work on the machine): {report['load_before']} before, "
+          f"{report['load_after']} after")
 
 
 def _ms(values: list[float]) -> str:
