@@ -74,7 +74,7 @@ def status(
         if watch is not None:
             _watch(fleet, inventory, watch)
             return
-        result = collect_status(fleet)
+        result = collect_status(fleet, keep_connections=False)
     if json_out:
         print_json(status_json(result, inventory))
         return
@@ -130,7 +130,7 @@ def check(
         inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
                                        quiet=True)
         with fleet:
-            result = collect_status(fleet)
+            result = collect_status(fleet, keep_connections=False)
         line, code = check_line(result, inventory)
     except MiyabiError as exc:
         line, code = f"MIYABI UNKNOWN - {' '.join(str(exc).split())}", 3
@@ -162,7 +162,7 @@ def sessions(
     _inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
                                    quiet=json_out)
     with fleet:
-        result = collect_status(fleet)
+        result = collect_status(fleet, keep_connections=False)
     if json_out:
         print_json(sessions_json(result))
         return

@@ -82,8 +82,14 @@ class Fleet:
         """The most one operation may take on one host: connect, then the command."""
         return self.settings.connect_timeout + self.settings.command_timeout + 1.0
 
-    def map(self, fn: Callable[[Host], T], *, deadline_s: float | None = None) -> list[Outcome[T]]:
-        """Run ``fn`` on every host, at most ``forks`` at a time; outcomes in inventory order."""
+    def map(self, fn: Callable[[Host], T], *, deadline_s: float | None = None,
+            close_after: bool = False) -> list[Outcome[T]]:
+        """Run ``fn`` on every host, at most ``forks`` at a time; outcomes in inventory order.
+
+        ``close_after`` closes each host's connection as soon as ``fn`` is done with it: for
+        one-shot commands, since an idle paramiko transport still wakes up ten times a second
+        while the other hosts are being worked on (docs/performance.md).
+        """
         limit = deadline_s or self.deadline_s
         outcomes = {h.name: Outcome[T](h.name) for h in self.hosts}
         if not self.hosts:
@@ -99,6 +105,8 @@ class Fleet:
             except Exception as exc:  # a bug or odd reply must not sink the other hosts
                 outcome.error = HostError(host.name, f"{type(exc).__name__}: {exc}")
             outcome.duration_s = time.monotonic() - started
+            if close_after:
+                host.close()
 
         pool = cf.ThreadPoolExecutor(max_workers=min(self.forks, len(self.hosts)),
                                      thread_name_prefix="miyabi-host")

@@ -1,21 +1,22 @@
 """Presentation only: fleet status as a rich table, as the documented JSON, as a check line.
 
-Nothing here talks to a host; everything takes plain values computed elsewhere.
+Nothing here talks to a host; everything takes plain values computed elsewhere. rich is imported
+by the table functions only: `check` from cron and `status --json` never pay for it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
-
-from rich import box
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from miyabi_ctl.health import HostStatus
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.probe import RepoState
 from miyabi_ctl.status import FleetStatus
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
 
 STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red", "unreachable": "bold magenta"}
 NAGIOS = {"ok": "OK", "warning": "WARNING", "critical": "CRITICAL", "unreachable": "CRITICAL"}
@@ -85,6 +86,9 @@ def repo_json(repo: RepoState) -> dict[str, Any]:
 # -- table ----------------------------------------------------------------------------------------
 
 def status_table(fleet: FleetStatus, inventory: Inventory, *, plain: bool = False) -> Table:
+    from rich import box
+    from rich.table import Table
+
     agent_names = list(inventory.agents)
     table = Table(box=None if plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   header_style="" if plain else "bold")
@@ -100,6 +104,8 @@ def status_table(fleet: FleetStatus, inventory: Inventory, *, plain: bool = Fals
 
 
 def _row(host: HostStatus, agent_names: list[str], now: float) -> list[str | Text]:
+    from rich.text import Text
+
     state = Text(host.level, style=STYLE[host.level])
     problems = "; ".join(host.problems)
     report = host.report
@@ -155,6 +161,10 @@ def human_age(seconds: int) -> str:
 
 
 def sessions_table(fleet: FleetStatus, *, plain: bool = False) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None if plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   header_style="" if plain else "bold")
     for column in ("host", "agent", "pid", "age", "cwd", "command"):

@@ -36,9 +36,13 @@ def probe_host(host: Host, fleet: Fleet) -> ProbeReport:
                                    + (f"; {detail[0]}" if detail[0] else "")) from None
 
 
-def collect_status(fleet: Fleet) -> FleetStatus:
-    """Probe every host of ``fleet`` and evaluate each against the thresholds."""
-    outcomes = fleet.map(lambda host: probe_host(host, fleet))
+def collect_status(fleet: Fleet, *, keep_connections: bool = True) -> FleetStatus:
+    """Probe every host of ``fleet`` and evaluate each against the thresholds.
+
+    ``keep_connections=False`` closes each connection once its host has answered (one look);
+    ``status --watch`` keeps them for the next refresh.
+    """
+    outcomes = fleet.map(lambda host: probe_host(host, fleet), close_after=not keep_connections)
     statuses = []
     for spec, outcome in zip(fleet.specs, outcomes, strict=True):
         status = HostStatus(spec=spec, report=outcome.value, error=outcome.error)
