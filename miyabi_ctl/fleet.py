@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from miyabi_ctl.errors import CommandTimeout, HostError
+from miyabi_ctl.hostkeys import KnownHosts
 from miyabi_ctl.inventory import HostSpec, Inventory
-from miyabi_ctl.transport import Host, JumpPool, KnownHosts, LocalHost, SSHHost, SSHResolver
+from miyabi_ctl.transport import Host, JumpPool, LocalHost, SSHHost, SSHResolver
 
 T = TypeVar("T")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import shlex
+import re
+import signal
 import socket
 import subprocess
 import threading
@@ -26,9 +27,11 @@ from miyabi_ctl.errors import (
     AuthFailed,
     CommandFailed,
     CommandTimeout,
-    HostKeyError,
+    HostError,
+    InventoryError,
     Unreachable,
 )
+from miyabi_ctl.hostkeys import KnownHosts
 from miyabi_ctl.inventory import HostSpec, SSHSettings
 from miyabi_ctl.sshtarget import parse_target
 
@@ -89,76 +92,28 @@ class LocalHost(Host):
     def _run(self, command: str, stdin: str | None, timeout: float | None) -> RunResult:
         limit = timeout or self.command_timeout
         started = time.monotonic()
+        proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace", start_new_session=True)
         try:
-            proc = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True,
-                                  text=True, timeout=limit, errors="replace",
-                                  start_new_session=True)
+            out, err = proc.communicate(stdin, timeout=limit)
         except subprocess.TimeoutExpired:
+            _end_group(proc)  # the command's children too, not only its shell
             raise CommandTimeout(self.name, f"command timed out after {limit:g}s") from None
-        return RunResult(self.name, command, proc.returncode, proc.stdout, proc.stderr,
+        return RunResult(self.name, command, proc.returncode, out, err,
                          time.monotonic() - started)
 
 
-class KnownHosts:
-    """known_hosts shared by every connection of a fleet: parsed once, appended under a lock."""
-
-    def __init__(self, paths: list[Path], strict: str):
-        self.strict = strict
-        self.paths = paths
-        self.keys = paramiko.HostKeys()
-        self._lock = threading.Lock()
-        for path in paths:
-            if path.is_file():
-                try:
-                    self.keys.load(str(path))
-                except (OSError, paramiko.SSHException) as exc:
-                    raise HostKeyError("*", f"cannot read known_hosts {path}: {exc}") from None
-
-    @staticmethod
-    def lookup_name(host: str, port: int) -> str:
-        return host if port == 22 else f"[{host}]:{port}"
-
-    def verify(self, name: str, host: str, port: int, key: paramiko.PKey) -> None:
-        """Accept the key, or raise HostKeyError saying exactly how to trust it."""
-        entry = self.lookup_name(host, port)
-        fingerprint = key.fingerprint
-        with self._lock:
-            known = self.keys.lookup(entry)
-        if known is not None and key.get_name() in known:
-            if known[key.get_name()] == key:
-                return
-            if self.strict != "no":
-                raise HostKeyError(name, (
-                    f"HOST KEY CHANGED for {entry}: it now offers {key.get_name()} "
-                    f"{fingerprint}, which differs from known_hosts. This may be an attack. If "
-                    f"the host was really reinstalled, remove the old key with "
-                    f"`ssh-keygen -R {shell_word(entry)}` and connect again."))
+def _end_group(proc: subprocess.Popen[str]) -> None:
+    """TERM the process group, give it two seconds, then KILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.communicate(timeout=wait)
             return
-        if known is not None and self.strict == "yes":
-            raise HostKeyError(name, (
-                f"{entry} is known with {', '.join(known.keys())} but offered {key.get_name()} "
-                f"{fingerprint}; verify it, then add it to {self.paths[0]}"))
-        if self.strict == "yes":
-            raise HostKeyError(name, (
-                f"unknown host key for {entry} ({key.get_name()} {fingerprint}). Verify the "
-                f"fingerprint out of band, then trust it with `ssh-keyscan -t "
-                f"{key.get_name()} {'-p ' + str(port) + ' ' if port != 22 else ''}{host} >> "
-                f"{self.paths[0]}` (or `ssh {shell_word(entry)}` once), or set "
-                f"ssh.strict_host_keys: accept-new in fleet.yaml"))
-        if self.strict == "accept-new":
-            self._remember(entry, key)
-
-    def _remember(self, entry: str, key: paramiko.PKey) -> None:
-        with self._lock:
-            self.keys.add(entry, key.get_name(), key)
-            path = self.paths[0]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(f"{entry} {key.get_name()} {key.get_base64()}\n")
-
-
-def shell_word(text: str) -> str:
-    return shlex.quote(text)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @dataclass(frozen=True)
@@ -183,7 +138,11 @@ class SSHResolver:
         if settings.config:
             path = Path(settings.config).expanduser()
             if path.is_file():
-                self.config = paramiko.SSHConfig.from_path(str(path))
+                try:
+                    self.config = paramiko.SSHConfig.from_path(str(path))
+                except (OSError, ValueError, paramiko.SSHException) as exc:
+                    raise InventoryError(f"cannot read the OpenSSH config: {exc}",
+                                         path=path) from None
         self._keys: dict[str, paramiko.PKey | Exception] = {}
         self._keys_lock = threading.Lock()
 
@@ -191,6 +150,7 @@ class SSHResolver:
         return [Path(self.settings.known_hosts).expanduser()]
 
     def resolve(self, target: str, spec: HostSpec | None = None) -> Endpoint:
+        """Raises ValueError for values OpenSSH would reject (``Port 22x``)."""
         parsed = parse_target(target)
         conf: dict[str, Any] = self.config.lookup(parsed.host)
         identities = []
@@ -199,12 +159,12 @@ class SSHResolver:
         identities.extend(conf.get("identityfile", []))
         timeout = self.settings.connect_timeout
         if "connecttimeout" in conf:
-            timeout = min(timeout, float(conf["connecttimeout"]))
+            timeout = min(timeout, openssh_seconds(conf["connecttimeout"]))
         jump = (spec.proxy_jump if spec and spec.proxy_jump else None) or conf.get("proxyjump")
         return Endpoint(
             alias=parsed.host,
             hostname=conf.get("hostname", parsed.host),
-            port=parsed.port or int(conf.get("port", 22)),
+            port=parsed.port or _port(conf.get("port", "22")),
             user=parsed.user or conf.get("user") or _local_user(),
             identity_files=tuple(str(Path(p).expanduser()) for p in identities),
             proxy_jump=None if jump in (None, "none") else jump,
@@ -231,6 +191,24 @@ class SSHResolver:
         return cached if isinstance(cached, paramiko.PKey) else None
 
 
+_TIME_RE = re.compile(r"(\d+)([smhdw]?)", re.IGNORECASE)
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def openssh_seconds(text: str) -> float:
+    """An ssh_config time (``5``, ``5s``, ``1m30s``) in seconds, as OpenSSH's convtime reads it."""
+    parts = _TIME_RE.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"ConnectTimeout {text!r} is not a time (e.g. 5, 5s, 1m)")
+    return float(sum(int(n) * _TIME_UNITS[u.lower()] for n, u in parts))
+
+
+def _port(text: str) -> int:
+    if not str(text).isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"Port {text!r} is not a port number")
+    return int(text)
+
+
 def _local_user() -> str:
     try:
         import getpass
@@ -250,13 +228,22 @@ class SSHHost(Host):
         self.resolver = resolver
         self.known_hosts = known_hosts
         self.jumps = jumps
-        self.endpoint = resolver.resolve(spec.ssh or spec.name, spec)
+        self._config_error: str | None = None
+        try:
+            self.endpoint = resolver.resolve(spec.ssh or spec.name, spec)
+        except ValueError as exc:  # this host's ssh_config block is wrong; the others are fine
+            self._config_error = str(exc)
+            self.endpoint = Endpoint(spec.name, spec.name, 22, "", (), None,
+                                     settings.connect_timeout)
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
+        self._expired = False
 
     # -- connection ---------------------------------------------------------------------------
 
     def connect(self) -> paramiko.Transport:
+        if self._config_error:
+            raise HostError(self.name, f"ssh config: {self._config_error}")
         with self._lock:
             if self._transport is not None and self._transport.is_active():
                 return self._transport
@@ -281,10 +268,21 @@ class SSHHost(Host):
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
             raise Unreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
+        # A peer that vanishes without a reset would leave paramiko waiting forever in places
+        # that take no timeout (exec_command, sendall): past the deadline, close the connection.
+        self._expired = False
+        watchdog = threading.Timer(limit + 1.0, self._expire, args=(transport,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             return self._exchange(channel, command, stdin, started, limit)
         finally:
+            watchdog.cancel()
             channel.close()
+
+    def _expire(self, transport: paramiko.Transport) -> None:
+        self._expired = True
+        transport.close()
 
     def _exchange(self, channel: paramiko.Channel, command: str, stdin: str | None,
                   started: float, limit: float) -> RunResult:
@@ -323,6 +321,8 @@ class SSHHost(Host):
             raise
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
+            if self._expired:
+                raise CommandTimeout(self.name, f"command timed out after {limit:g}s") from None
             raise Unreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
         return RunResult(self.name, command, code, b"".join(out).decode(errors="replace"),
                          b"".join(err).decode(errors="replace"), time.monotonic() - started)
@@ -413,6 +413,9 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
         except OSError as exc:
             raise Unreachable(name, f"cannot connect to {where}: {exc.strerror or exc}") from None
     transport = paramiko.Transport(sock)
+    options = transport.get_security_options()
+    options.key_types = known_hosts.preferred_algorithms(endpoint.hostname, endpoint.port,
+                                                         tuple(options.key_types))
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
     transport.auth_timeout = timeout

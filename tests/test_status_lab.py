@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +19,7 @@ from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import load_inventory
 from miyabi_ctl.status import collect_status
 from tests.conftest import FEATURE, PlanFleet, ssh_entry, write_fleet
-from tests.lab import Lab
+from tests.lab import Lab, LabHost
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -356,3 +359,52 @@ def test_ssh_agent_keys_are_used(lab: Lab, tmp_path: Path) -> None:
     finally:
         agent.terminate()
         agent.wait(5)
+
+
+def _freeze(host: LabHost, sig: signal.Signals) -> None:
+    """Signal every process of a lab host from outside (SIGSTOP: a hung machine, no TCP reset)."""
+    ns = os.readlink(f"/proc/{host.init_pid}/ns/pid")
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    os.kill(int(entry), sig)
+
+
+def test_a_hung_host_costs_one_command_timeout_not_forever(lab: Lab, tmp_path: Path) -> None:
+    hung, fine = lab.add_host("st-frozen"), lab.add_host("st-unfrozen")
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", lab, {
+        "hung": ssh_entry(hung, lab), "fine": ssh_entry(fine, lab)})
+    with Fleet(load_inventory(fleet_file), command_timeout=2.0) as fleet:
+        assert all(h.reachable for h in collect_status(fleet).hosts)  # connections now open
+        _freeze(hung, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            second = {h.name: h for h in collect_status(fleet).hosts}
+            took = time.monotonic() - started
+        finally:
+            _freeze(hung, signal.SIGCONT)
+    # It hangs while opening the channel (connect timeout) or running the probe (command
+    # timeout); either way it is reported, bounded, and the other host is unaffected.
+    assert second["hung"].error is not None and second["hung"].error.kind in ("timeout",
+                                                                             "unreachable")
+    assert second["fine"].level == "ok"
+    assert took < 3.0 + 1.0 + 2.0  # connect timeout + watchdog slack + a busy machine
+
+
+def test_a_bad_ssh_config_block_fails_only_its_host(lab: Lab, tmp_path: Path) -> None:
+    good, bad = lab.add_host("st-cfg-good"), lab.add_host("st-cfg-bad")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host badport\n  HostName {bad.address}\n  Port 22x\n"
+                      f"Host slowtimeout\n  HostName {good.address}\n  ConnectTimeout 2s\n")
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", lab, {
+        "bad": {"ssh": "root@badport", "identity_file": str(lab.client_key)},
+        "good": {"ssh": "root@slowtimeout", "identity_file": str(lab.client_key)}},
+        extra="")
+    text = fleet_file.read_text().replace(str(lab.ssh_config()), str(config))
+    fleet_file.write_text(text)
+    hosts = {h["name"]: h for h in json.loads(cli("status", "--json", "--fleet",
+                                                  str(fleet_file)).stdout)["hosts"]}
+    assert hosts["good"]["reachable"], hosts["good"]["error"]
+    assert hosts["bad"]["status"] == "unreachable"
+    assert "ssh config: Port '22x' is not a port number" in hosts["bad"]["error"]
