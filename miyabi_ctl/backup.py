@@ -330,6 +330,7 @@ class RestoreOutcome:
 
 def restore_backup(host: Host, path: str, ref: str, *, remote: str | None) -> RestoreOutcome:
     """Put a backup's files (and its staged versions) back into a clean work tree at its parent."""
+    audit.ensure_writable()
     result = run_script(host, backup_script(), "restore", path, "restore", remote or "", ref,
                         timeout=PUSH_TIMEOUT_S)
     values = _values(result.stdout)

@@ -109,6 +109,7 @@ class ApplyReport:
 def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: RunStore,
                *, action: str = "dispatch") -> ApplyReport:
     """Launch every placement, hosts in parallel, each host's placements in order under its lock."""
+    audit.ensure_writable()
     by_host: dict[str, list[Placement]] = {}
     for placement in placements:
         by_host.setdefault(placement.host, []).append(placement)
@@ -285,6 +286,7 @@ def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore) -> Recal
     """Stop the session, back the worktree up (pushed, verified), and only then remove it."""
     from miyabi_ctl.launch import remove_worktree, stop
 
+    audit.ensure_writable()
     a = assignment
     inventory = fleet.inventory
     host = fleet.host(a.host)

@@ -234,6 +234,7 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
     """Fetch on the chosen host, decide again on fresh facts, merge or put it back as found."""
     if plan.action != "merge" or plan.host is None:
         return MergeOutcome(plan, ok=plan.action == "nothing", message=plan.reason)
+    audit.ensure_writable()
     inv = fleet.inventory
     host = fleet.host(plan.host)
     path = host.spec.repo_path_or(inv.repo)

@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from miyabi_ctl import audit
 from miyabi_ctl.backup import BackupOutcome, BackupPlan, apply_backup, plan_backup
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.locks import host_lock
@@ -39,6 +40,7 @@ def plan_backups(fleet: Fleet, today: dt.date | None = None) -> list[BackupPlan]
 def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: bool,
                   today: dt.date | None = None) -> dict[str, BackupOutcome]:
     """Back up every host whose plan has work to save; each under its own lock."""
+    audit.ensure_writable()
     by_host = {p.host: p for p in plans}
     remote = fleet.inventory.repo.remote
 
@@ -64,6 +66,7 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
 
 def apply_prunes(fleet: Fleet, plans: list[PrunePlan], *, grace: float, force: bool,
                  skip: set[str] | frozenset[str] = frozenset()) -> list[PrunePlan]:
+    audit.ensure_writable()
     by_host = {p.host: p for p in plans}
 
     def one(host: Host) -> PrunePlan:
@@ -143,6 +146,7 @@ def _after_backup(merge: MergePlan, backups: list[BackupPlan], clean: bool) -> M
 def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: float,
               force: bool = False, check: str | None = None, sync: bool = False,
               today: dt.date | None = None) -> RunOutcome:
+    audit.ensure_writable()
     backups = apply_backups(fleet, plan.backups, push=push, clean=clean, today=today)
     failed = {h for h, b in backups.items() if not b.ok}
     out = RunOutcome(backups, None, None)

@@ -97,7 +97,8 @@ def merge_result_lines(out: MergeOutcome) -> list[str]:
 def audit_table(entries: list[dict[str, Any]], *, plain: bool = False) -> Table:
     table = _table("TIME", "HOST", "ACTION", "RESULT", "DETAIL", plain=plain)
     for e in entries:
-        detail = e.get("error") or ", ".join(f"{k}={v}" for k, v in (e.get("after") or {}).items())
+        after = e.get("after") if isinstance(e.get("after"), dict) else {}
+        detail = e.get("error") or ", ".join(f"{k}={v}" for k, v in after.items())
         table.add_row(str(e.get("time", "")), str(e.get("host", "")), str(e.get("action", "")),
                       str(e.get("result", "")), str(detail))
     return table

@@ -461,3 +461,21 @@ def test_run_backs_up_prunes_and_merges_as_one_plan(p0: P0, state: Path) -> None
     merged = p0.ref("refs/heads/main")
     assert merged != main_before and out["merge"]["merged"] == merged
     assert git("rev-parse", "HEAD", cwd=runb.repo).strip() == merged
+
+
+# -- fixes: each test below failed before its fix (hosts fx-) ------------------------------------
+
+def test_unwritable_audit_log_refuses_the_apply_before_any_change(p0: P0, state: Path) -> None:
+    host = p0.host("fx-audit")
+    (host.repo / "wip.txt").write_text("work an unaudited backup must not touch\n")
+    fleet = p0.fleet("fx-audit", [host])
+    (state / "audit.jsonl").mkdir()  # cannot be appended to, even by root
+    before = repo_state(host.repo)
+    done = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean",
+               state=state)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith("miyabi-ctl: error: cannot write the audit log (")
+    assert "nothing was changed" in done.stderr
+    assert repo_state(host.repo) == before
+    assert not p0.ref("refs/heads/backup/fx-audit-" + f"{dt.date.today():%Y-%m-%d}")
+    assert (host.repo / "wip.txt").exists()

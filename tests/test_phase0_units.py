@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +103,46 @@ def test_merge_picks_the_most_ahead_and_refuses_divergence_or_dirt() -> None:
     assert plan.action == "refuse" and "backup mugen --clean" in plan.reason
     plan = decide_merge("feat", "main", "origin", states, on="macbook")
     assert (plan.action, plan.source) == ("merge", "r-sha")  # behind: merge origin's copy
+
+
+# -- the audit log -----------------------------------------------------------------------------
+
+def _audit_cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MIYABI_STATE_DIR": str(state), "NO_COLOR": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.run([sys.executable, "-m", "miyabi_ctl", "audit", *args], capture_output=True,
+                          text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+
+
+def test_audit_skips_lines_that_are_not_utf8_or_not_objects(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from miyabi_ctl import audit
+
+    monkeypatch.setenv("MIYABI_STATE_DIR", str(tmp_path))
+    first = audit.record("fx-a", "backup.create", result="ok", error="caf\ufffd from a remote")
+    log = audit.audit_path()
+    with log.open("ab") as fh:
+        fh.write(b'{"host": "fx-latin1", "error": "caf\xe9"}\n')  # not UTF-8
+        fh.write(b'[1, 2]\n"a string"\n42\nnull\n{"torn": \n')
+    last = audit.record("fx-b", "merge", result="failed", after=["not", "a", "dict"])  # type: ignore[arg-type]
+    assert [e["host"] for e in audit.entries()] == [first["host"], last["host"]]
+    assert next(audit.entries())["error"] == "caf\ufffd from a remote"  # a real U+FFFD is kept
+
+    shown = _audit_cli(tmp_path, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [e["host"] for e in json.loads(shown.stdout)["entries"]] == ["fx-a", "fx-b"]
+    table = _audit_cli(tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "fx-a" in table.stdout and "fx-b" in table.stdout and "Traceback" not in table.stderr
+
+
+def test_audit_log_that_cannot_be_written_stops_an_apply_before_it_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from miyabi_ctl import audit
+
+    monkeypatch.setenv("MIYABI_STATE_DIR", str(tmp_path))
+    assert audit.ensure_writable() == tmp_path / "audit.jsonl"
+    (tmp_path / "audit.jsonl").unlink()
+    (tmp_path / "audit.jsonl").mkdir()  # even root cannot append to a directory
+    with pytest.raises(audit.AuditUnwritable, match=r"cannot write the audit log .*nothing was changed"):
+        audit.ensure_writable()
