@@ -419,10 +419,11 @@ def test_prune_never_signals_a_reused_pid(p0: P0) -> None:
         ident = run_script(target, prune_script(), "ident", str(pid)).stdout.split()
         assert ident[0] == f"ident={pid}" and ident[2] == "claude"
         # Same pid, another start time: another process as far as prune is concerned.
-        wrong = run_script(target, prune_script(), "kill", "1", f"{pid}:{int(ident[1]) + 1}:claude")
+        wrong = run_script(target, prune_script(), "kill", "1", str(pid), str(int(ident[1]) + 1),
+                           "claude")
         assert f"result={pid} mismatch" in wrong.stdout
         assert pid in host.pids()
-        right = run_script(target, prune_script(), "kill", "1", f"{pid}:{ident[1]}:claude")
+        right = run_script(target, prune_script(), "kill", "1", str(pid), ident[1], "claude")
         assert f"result={pid} terminated" in right.stdout
     assert pid not in host.pids()
 

@@ -146,3 +146,92 @@ def test_audit_log_that_cannot_be_written_stops_an_apply_before_it_starts(
     (tmp_path / "audit.jsonl").mkdir()  # even root cannot append to a directory
     with pytest.raises(audit.AuditUnwritable, match=r"cannot write the audit log .*nothing was changed"):
         audit.ensure_writable()
+
+
+# -- prune's identity logic where there is no /proc (macOS) -------------------------------------
+
+# A macOS-like `ps` that knows one process, $FAKE_PID, and answers for it as macOS does: the
+# start time with spaces and colons, a path as the first word of args.
+FAKE_PS = r"""#!/bin/sh
+if [ "$1" = -axo ]; then
+  kill -0 "$FAKE_PID" 2>/dev/null && printf '%5s %5s\n' "$FAKE_PID" 1
+  exit 0
+fi
+field=$2 pid=$4
+[ "$pid" = "$FAKE_PID" ] && kill -0 "$pid" 2>/dev/null || exit 1
+case $field in
+  lstart=) echo "Mon Nov  4 10:00:00 2025" ;;
+  args=) echo "/Users/me/.local/bin/claude --resume" ;;
+  stat=) echo "S" ;;
+esac
+"""
+
+
+def _no_proc_host(tmp_path: Path, pid: int) -> object:
+    """A LocalHost whose commands run with /proc hidden and the fake ps first on PATH."""
+    import shlex
+
+    from miyabi_ctl.inventory import HostSpec
+    from miyabi_ctl.transport import LocalHost, RunResult
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ps").write_text(FAKE_PS)
+    (fake / "ps").chmod(0o755)
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /proc"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot hide /proc in a mount namespace: {probe.stderr.strip()}")
+
+    class NoProcHost(LocalHost):
+        def _run(self, command: str, stdin: str | None, timeout: float | None) -> RunResult:
+            inner = ("mount -t tmpfs none /proc && "
+                     f'exec env PATH={shlex.quote(str(fake))}:"$PATH" FAKE_PID={pid} sh -c "$1"')
+            return super()._run(f"unshare -m sh -c {shlex.quote(inner)} sh {shlex.quote(command)}",
+                                stdin, timeout)
+
+    return NoProcHost(HostSpec("fx-macos", transport="local"))
+
+
+def test_prune_pins_and_ends_a_session_where_start_times_come_from_ps_lstart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from miyabi_ctl.prune import PrunePlan, SessionAction, _identify, apply_prune, prune_ok
+
+    monkeypatch.setenv("MIYABI_STATE_DIR", str(tmp_path / "state"))
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    victim = subprocess.Popen(["sleep", "600"])
+    threading.Thread(target=victim.wait, daemon=True).start()  # reap it as a real parent would
+    host = _no_proc_host(tmp_path, victim.pid)
+
+    def planned() -> PrunePlan:
+        action = SessionAction(victim.pid, "claude", 3600, None, "claude --resume", action="kill")
+        _identify(host, [action])  # type: ignore[arg-type]
+        return PrunePlan("fx-macos", sessions=[action])
+
+    plan = planned()
+    pinned = plan.sessions[0]
+    assert (pinned.action, pinned.start, pinned.exe) == ("kill", "Mon_Nov_4_10_00_00_2025", "claude")
+
+    # The planned session is still this process: it is ended, and that is a success.
+    done = apply_prune(host, plan, repo_path=str(repo), grace=2)  # type: ignore[arg-type]
+    assert done.sessions[0].result == "terminated", done.sessions[0]
+    assert prune_ok(done)
+    victim.wait(timeout=10)
+
+    # The pid now names another process (another start time): not signalled, and not a success.
+    other = subprocess.Popen(["sleep", "600"])
+    threading.Thread(target=other.wait, daemon=True).start()
+    (tmp_path / "again").mkdir()
+    host = _no_proc_host(tmp_path / "again", other.pid)
+    stale = SessionAction(other.pid, "claude", 3600, None, "claude", action="kill",
+                          start="Sun_Nov_3_09_00_00_2025", exe="claude")
+    done = apply_prune(host, PrunePlan("fx-macos", sessions=[stale]),  # type: ignore[arg-type]
+                       repo_path=str(repo), grace=1)
+    assert done.sessions[0].result == "mismatch"
+    assert "NOT ended" in done.sessions[0].reason
+    assert not prune_ok(done)
+    assert other.poll() is None  # never signalled
+    other.kill()
