@@ -78,6 +78,8 @@ class BackupPlan:
     ``action``: ``create`` a new backup branch; ``exists`` (a backup branch already holds this
     exact snapshot: create nothing, push/verify it); ``clean`` (nothing uncommitted);
     ``norepo`` (the path is not a git work tree); ``refuse`` (see ``reason``).
+    ``recreate_from``: with ``exists``, the commit of a remote-tracking backup branch whose local
+    branch was deleted; the local branch is recreated there before the push and verification.
     """
 
     host: str
@@ -88,6 +90,7 @@ class BackupPlan:
     reason: str = ""
     notes: list[str] = field(default_factory=list)
     snapshot: Snapshot | None = None
+    recreate_from: str | None = None
 
     @property
     def files(self) -> int:
@@ -99,6 +102,7 @@ class BackupPlan:
         return {
             "host": self.host, "path": self.path, "label": self.label, "action": self.action,
             "branch": self.branch, "reason": self.reason, "notes": self.notes,
+            "recreate_from": self.recreate_from,
             "head": s.head if s else None, "on_branch": s.branch if s else None,
             "detached": s.detached if s else False, "tree": s.tree if s else None,
             "staged_tree": self._staged_tree(),
@@ -194,10 +198,18 @@ def decide(host: str, path: str, label: str, snap: Snapshot, today: dt.date) -> 
         return plan
     pattern = branch_pattern(label)
     ours = [r for r in snap.refs if pattern.match(r.branch)]
-    same = next((r for r in ours if r.tree == snap.tree and r.index_tree == staged), None)
+    local = {r.branch: r for r in ours if r.ref.startswith("refs/heads/")}
+    # A remote-tracking copy counts only when its local branch is gone (it is then recreated);
+    # a local branch of that name holding something else makes the name unusable.
+    same = next((r for r in ours if r.tree == snap.tree and r.index_tree == staged
+                 and (r.ref.startswith("refs/heads/") or r.branch not in local)), None)
     if same is not None:
         plan.action, plan.branch = "exists", same.branch
         plan.reason = f"already backed up on {same.branch}"
+        if not same.ref.startswith("refs/heads/"):
+            plan.recreate_from = same.commit
+            plan.notes.append(f"the local branch {same.branch} was deleted: it is recreated from "
+                              f"{same.ref.removeprefix('refs/remotes/')}")
         return plan
     taken = {r.branch for r in ours}
     base = f"backup/{label}-{today:%Y-%m-%d}"
@@ -263,7 +275,8 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                f"\n{plan.reason}")
     result = run_script(host, backup_script(), "commit", path, label, snap.remote or "",
                         snap.tree, snap.head, staged, plan.branch,
-                        "1" if plan.action == "create" else "0", "1" if push else "0",
+                        "1" if plan.action == "create" else plan.recreate_from or "0",
+                        "1" if push else "0",
                         "1" if clean else "0", message, timeout=PUSH_TIMEOUT_S)
     values = _values(result.stdout)
     outcome.commit = values.get("commit") or values.get("created")
@@ -276,6 +289,9 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     if outcome.created:
         audit.record(host.name, "backup.create", result="ok", before=before,
                      after={"branch": plan.branch, "commit": outcome.commit}, path=path)
+    if "recreated" in values:
+        audit.record(host.name, "backup.recreate", result="ok",
+                     after={"branch": plan.branch, "commit": values["recreated"]}, path=path)
     if push:
         audit.record(host.name, "backup.push", result="ok" if outcome.verified else "failed",
                      after={"branch": plan.branch, "remote": snap.remote, "commit": outcome.commit,
@@ -292,6 +308,8 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
         return outcome
     verb = "backed up" if outcome.created else "already backed up"
     outcome.message = f"{verb} and verified on {where}"
+    if "recreated" in values:
+        outcome.message += " (its deleted local branch recreated)"
     if clean:
         if outcome.cleaned:
             audit.record(host.name, "backup.clean", result="ok", before=before,

@@ -8,7 +8,8 @@
 #   plan     PATH LABEL REMOTE                 facts + snapshot tree, objects discarded
 #   snapshot PATH LABEL REMOTE                 the same, objects written to the repository
 #   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE
-#                                              create the branch (CREATE=1), push, verify, clean
+#                                              create the branch (CREATE=1; CREATE=<commit>:
+#                                              recreate it there), push, verify, clean
 #   restore  PATH LABEL REMOTE REF             put a backup's files (and index) back
 LC_ALL=C
 export LC_ALL
@@ -126,6 +127,13 @@ commit() {
     git update-ref -m "miyabi-ctl backup" "$ref" "$new" "" 2>"$tmp/err" ||
       fail "cannot create $branch: $(tail -n 1 "$tmp/err")"
     say created "$new"
+  elif [ "$create" != 0 ]; then
+    # The local branch was deleted; its remote-tracking copy holds the snapshot: recreate it.
+    [ "$(git rev-parse -q --verify "$create^{tree}")" = "$tree" ] ||
+      fail "$create does not hold the snapshot's tree: cannot recreate $branch from it"
+    git update-ref -m "miyabi-ctl backup (recreated)" "$ref" "$create" "" 2>"$tmp/err" ||
+      fail "cannot recreate $branch: $(tail -n 1 "$tmp/err")"
+    say recreated "$create"
   fi
   sha=$(git rev-parse -q --verify "$ref^{commit}") || fail "$branch does not exist"
   say commit "$sha"

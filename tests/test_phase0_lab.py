@@ -480,3 +480,33 @@ def test_unwritable_audit_log_refuses_the_apply_before_any_change(p0: P0, state:
     assert repo_state(host.repo) == before
     assert not p0.ref("refs/heads/backup/fx-audit-" + f"{dt.date.today():%Y-%m-%d}")
     assert (host.repo / "wip.txt").exists()
+
+
+def test_backup_whose_local_branch_was_deleted_is_recreated_from_the_remote_tracking_one(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fx-gone")
+    (host.repo / "wip.txt").write_text("saved once, local branch then deleted\n")
+    fleet = p0.fleet("fx-gone", [host])
+    first = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--json",
+                state=state)
+    assert first.returncode == 0, first.stdout + first.stderr
+    branch = json.loads(first.stdout)["hosts"][0]["branch"]
+    commit = p0.ref(f"refs/heads/{branch}")
+    git("branch", "-q", "-D", branch, cwd=host.repo)  # origin/backup/... is still there
+    assert git("rev-parse", f"refs/remotes/origin/{branch}", cwd=host.repo).strip() == commit
+
+    plan = cli("phase0", "backup", "--fleet", str(fleet), "--json", state=state)
+    planned = json.loads(plan.stdout)["hosts"][0]
+    assert (planned["action"], planned["branch"]) == ("exists", branch)
+    assert planned["notes"] == [f"the local branch {branch} was deleted: it is recreated from "
+                                f"origin/{branch}"]
+    again = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--json",
+                state=state)
+    assert again.returncode == 0, again.stdout + again.stderr
+    out = json.loads(again.stdout)["hosts"][0]
+    assert out["verified"] and out["branch"] == branch and not out["created"]
+    assert out["message"].endswith("(its deleted local branch recreated)")
+    assert git("rev-parse", f"refs/heads/{branch}", cwd=host.repo).strip() == commit
+    assert p0.ref(f"refs/heads/{branch}") == commit
+    assert ("backup.recreate", "ok") in [(e["action"], e["result"]) for e in
+                                         json.loads(cli("audit", "--json", state=state).stdout)["entries"]]

@@ -79,8 +79,21 @@ def test_backup_names_and_idempotence() -> None:
     plan = decide("majin", "~/r", "majin", _snap("T", same, index_tree="I"), today)
     assert plan.action == "create"
     assert decide("majin", "~/r", "majin", _snap("H", []), today).action == "clean"
+    assert plan.recreate_from is None  # never for a local branch
     refused = decide("majin", "~/r", "majin", Snapshot(path="~/r", refuse="conflicted"), today)
     assert (refused.action, refused.reason) == ("refuse", "conflicted")
+
+
+def test_backup_held_only_by_a_remote_tracking_branch_is_recreated_not_lost() -> None:
+    today = dt.date(2025, 11, 26)
+    remote_only = [BackupRef("refs/remotes/origin/backup/majin-2025-11-20", "c4", "T", None)]
+    plan = decide("majin", "~/r", "majin", _snap("T", remote_only), today)
+    assert (plan.action, plan.branch, plan.recreate_from) == ("exists", "backup/majin-2025-11-20", "c4")
+    assert "recreated from origin/backup/majin-2025-11-20" in plan.notes[0]
+    # A local branch of that name holding another snapshot: the name is taken, make a new one.
+    taken = [*remote_only, BackupRef("refs/heads/backup/majin-2025-11-20", "c5", "OTHER", None)]
+    plan = decide("majin", "~/r", "majin", _snap("T", taken), today)
+    assert (plan.action, plan.branch, plan.recreate_from) == ("create", "backup/majin-2025-11-26", None)
 
 
 def _state(host: str, ahead: int, relation: str, **kw: object) -> BranchState:
