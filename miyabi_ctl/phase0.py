@@ -131,16 +131,14 @@ def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: b
 
 
 def _after_backup(merge: MergePlan, backups: list[BackupPlan], clean: bool) -> MergePlan:
-    """With --clean, a host whose work the backup saves will be clean when the merge runs."""
+    """With --clean, a host whose work the backup saves will be clean when the merge runs (which
+    matters to --sync, and to whether the merge host's checked-out --into can be fast-forwarded)."""
     if not clean:
         return merge
     saved = {b.host for b in backups if b.action in ("create", "exists")}
     states = {n: dataclasses.replace(s, dirty=0) if n in saved else s
               for n, s in merge.states.items()}
-    again = decide(merge.from_, merge.into, merge.remote, states)
-    if again.host in saved:
-        again.notes.append(f"{again.host} is clean only after its backup with --clean")
-    return again
+    return decide(merge.from_, merge.into, merge.remote, states)
 
 
 def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: float,

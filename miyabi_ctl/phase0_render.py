@@ -88,6 +88,7 @@ def merge_result_lines(out: MergeOutcome) -> list[str]:
     if out.check_output:
         lines.append("  check output (last lines):")
         lines.extend(f"    {line}" for line in out.check_output)
+    lines.extend(f"  note: {n}" for n in out.notes)
     for step in out.sync:
         lines.append(f"  sync {step.host}: {step.action}: {step.reason}"
                      + ("" if step.ok else " (FAILED)"))

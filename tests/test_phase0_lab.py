@@ -316,7 +316,9 @@ def test_merge_conflict_and_failed_check_leave_host_as_found_then_merge_and_sync
     conflict = cli("phase0", "merge", "--from", "p0/conflict", "--fleet", str(fleet), "--apply",
                    "--yes", state=state)
     assert conflict.returncode == 1, conflict.stdout + conflict.stderr
-    assert "conflicts in 1 files" in conflict.stdout and "host left exactly as found" in conflict.stdout
+    assert "conflicts in 1 files" in conflict.stdout
+    assert "nothing was pushed, and the host's working tree, index and HEAD were not touched" \
+        in conflict.stdout
     assert '"conflict me.txt"' in conflict.stdout or "conflict me.txt" in conflict.stdout
     assert heads(mugen.repo) == found
     assert p0.ref("refs/heads/main") == main_before
@@ -447,7 +449,8 @@ def test_run_backs_up_prunes_and_merges_as_one_plan(p0: P0, state: Path) -> None
     doc = json.loads(plan.stdout)
     assert [b["action"] for b in doc["backup"]] == ["create", "clean"]
     assert doc["merge"]["action"] == "merge" and doc["merge"]["host"] == "p0-runa"
-    assert "p0-runa is clean only after its backup with --clean" in doc["merge"]["notes"]
+    assert "p0-runa has 1 uncommitted changes: they are not part of the merge (only commits " \
+        "are) and its working tree is not touched" not in doc["merge"]["notes"]  # cleaned first
     assert [s["pid"] for s in doc["prune"][1]["sessions"] if s["action"] == "kill"] == [old]
     assert (runa.repo / "run-wip.txt").exists() and old in runb.pids()
     assert not (state / "audit.jsonl").exists()
@@ -510,3 +513,121 @@ def test_backup_whose_local_branch_was_deleted_is_recreated_from_the_remote_trac
     assert p0.ref(f"refs/heads/{branch}") == commit
     assert ("backup.recreate", "ok") in [(e["action"], e["result"]) for e in
                                          json.loads(cli("audit", "--json", state=state).stdout)["entries"]]
+
+
+def worktrees(host: LabHost) -> list[str]:
+    """The worktrees the host's repository knows, as the host sees them."""
+    out = host.sh(f"git -C {REPO} worktree list --porcelain").stdout
+    return [line[len("worktree "):] for line in out.splitlines() if line.startswith("worktree ")]
+
+
+def test_merge_runs_in_a_temporary_worktree_and_never_touches_the_agents_tree(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fx-merge")
+    commit_on(host, "fx/conflict", {"fx-shared.txt": "feature side\n"}, "fx conflict side")
+    commit_on(host, "fx/feat", {"fx-feature.txt": "feature\n"}, "fx feature")
+    p0.commit_to_origin("main", {"fx-shared.txt": "main side\n"}, "fx main side")
+    # The agents' tree: on fx/feat, with an untracked file that `git status` is told to hide.
+    git("config", "status.showUntrackedFiles", "no", cwd=host.repo)
+    (host.repo / "agent-scratch.txt").write_text("an agent's untracked work\n")
+    fleet = p0.fleet("fx-merge", [host])
+    found = heads(host.repo)
+
+    def live() -> dict[str, object]:
+        return {**heads(host.repo), "files": manifest(host.repo)}
+
+    # 1. A conflict: listed, nothing pushed, the untracked file (and everything else) kept.
+    before = live()
+    main_before = p0.ref("refs/heads/main")
+    conflict = cli("phase0", "merge", "--from", "fx/conflict", "--fleet", str(fleet), "--apply",
+                   "--yes", "--json", state=state)
+    assert conflict.returncode == 1, conflict.stdout + conflict.stderr
+    doc = json.loads(conflict.stdout)
+    assert doc["conflicts"] == ["fx-shared.txt"] and "conflicts in 1 files" in doc["message"]
+    assert live() == before and (host.repo / "agent-scratch.txt").exists()
+    assert p0.ref("refs/heads/main") == main_before
+    assert worktrees(host) == [REPO]
+
+    # 2. A failing check while an agent writes in its tree: the agent's writes stay; the tree
+    #    stayed on its branch while the check ran.
+    check = (f"git -C {REPO} symbolic-ref --short HEAD >/root/branch-during-check; "
+             f"echo 'agent wrote this meanwhile' >>{REPO}/agent-notes.txt; "
+             f"echo 'edited meanwhile' >>{REPO}/README.md; exit 4")
+    failed = cli("phase0", "merge", "--from", "fx/feat", "--check", check, "--fleet", str(fleet),
+                 "--apply", "--yes", state=state)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "the check failed (exit 4)" in failed.stdout
+    assert (host.home / "branch-during-check").read_text() == "fx/feat\n"
+    assert (host.repo / "agent-notes.txt").read_text() == "agent wrote this meanwhile\n"
+    assert (host.repo / "README.md").read_text().endswith("edited meanwhile\n")
+    assert (host.repo / "agent-scratch.txt").exists()
+    assert heads(host.repo)["head"] == found["head"] and heads(host.repo)["branch"] == found["branch"]
+    assert p0.ref("refs/heads/main") == main_before and worktrees(host) == [REPO]
+
+    # 3. Success, with main checked out in another worktree: the check's files stay in the
+    #    temporary worktree, the merge is pushed, that worktree's main is left with a note.
+    host.sh(f"git -C {REPO} worktree add -q /root/main-wt main")
+    before = live()
+    ok = cli("phase0", "merge", "--from", "fx/feat", "--check",
+             "test -f fx-feature.txt && test \"$MIYABI_REPO\" = /root/miyabi-private && "
+             "echo generated >check-artifact.txt && git commit -qm 'check commit' --allow-empty",
+             "--fleet", str(fleet), "--apply", "--yes", "--json", state=state)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    doc = json.loads(ok.stdout)
+    merged = p0.ref("refs/heads/main")
+    assert doc["merged"] == merged and doc["pushed"] and doc["local"] is None
+    assert git("log", "-1", "--format=%s", merged, cwd=p0.origin).strip() == \
+        "Merge branch 'fx/feat' into main"  # the check's own commit was not pushed
+    assert doc["notes"] == ["the local main is checked out in /root/main-wt: not updated "
+                            "(fast-forward it there)"]
+    assert live() == before  # no check-artifact.txt, same branch, same HEAD, same refs
+    assert worktrees(host) == [REPO, "/root/main-wt"]
+
+    # 4. --no-push keeps the merge on the local main, which must be movable.
+    p0.commit_to_origin("main", {"fx-more.txt": "more\n"}, "fx more on main")
+    commit_on(host, "fx/feat", {"fx-feature-2.txt": "two\n"}, "fx feature 2")
+    git("checkout", "-q", "fx/feat", cwd=host.repo)
+    refused = cli("phase0", "merge", "--from", "fx/feat", "--no-push", "--fleet", str(fleet),
+                  "--apply", "--yes", state=state)
+    assert refused.returncode == 1
+    assert "--no-push keeps the merge on the local main, but main is checked out in " \
+           "/root/main-wt" in refused.stdout
+    host.sh(f"git -C {REPO} worktree remove /root/main-wt")
+    before = live()
+    origin_main = p0.ref("refs/heads/main")
+    kept = cli("phase0", "merge", "--from", "fx/feat", "--no-push", "--fleet", str(fleet),
+               "--apply", "--yes", "--json", state=state)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    doc = json.loads(kept.stdout)
+    assert (doc["pushed"], doc["local"]) == (False, "updated")
+    assert p0.ref("refs/heads/main") == origin_main
+    assert git("rev-parse", "refs/heads/main", cwd=host.repo).strip() == doc["merged"]
+    after = live()
+    assert {k: v for k, v in after.items() if k != "refs"} == \
+        {k: v for k, v in before.items() if k != "refs"}
+    assert worktrees(host) == [REPO]
+
+
+def test_merge_fast_forwards_a_clean_tree_on_into_and_leaves_a_dirty_one(p0: P0, state: Path) -> None:
+    host = p0.host("fx-onmain")
+    p0.commit_to_origin("fx/onmain", {"fx-onmain.txt": "x\n"}, "fx onmain feature")
+    fleet = p0.fleet("fx-onmain", [host])
+    (host.repo / "wip.txt").write_text("uncommitted, on main\n")
+    dirty = cli("phase0", "merge", "--from", "fx/onmain", "--fleet", str(fleet), "--apply", "--yes",
+                "--json", state=state)
+    assert dirty.returncode == 0, dirty.stdout + dirty.stderr
+    doc = json.loads(dirty.stdout)
+    assert doc["pushed"] and doc["local"] is None
+    assert doc["notes"][0].startswith("the working tree is on main with uncommitted changes: "
+                                      "main not fast-forwarded")
+    assert git("rev-parse", "HEAD", cwd=host.repo).strip() != doc["merged"]
+    assert (host.repo / "wip.txt").read_text() == "uncommitted, on main\n"
+    (host.repo / "wip.txt").unlink()
+    p0.commit_to_origin("fx/onmain", {"fx-onmain-2.txt": "y\n"}, "fx onmain feature 2")
+    clean = cli("phase0", "merge", "--from", "fx/onmain", "--fleet", str(fleet), "--apply", "--yes",
+                "--json", state=state)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    doc = json.loads(clean.stdout)
+    assert doc["local"] == "fast-forwarded" and doc["notes"] == []
+    assert git("rev-parse", "HEAD", cwd=host.repo).strip() == doc["merged"] == p0.ref("refs/heads/main")
+    assert git("status", "--porcelain", cwd=host.repo) == "" and worktrees(host) == [REPO]

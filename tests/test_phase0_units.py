@@ -102,7 +102,7 @@ def _state(host: str, ahead: int, relation: str, **kw: object) -> BranchState:
                        from_relation=relation, **kw)  # type: ignore[arg-type]
 
 
-def test_merge_picks_the_most_ahead_and_refuses_divergence_or_dirt() -> None:
+def test_merge_picks_the_most_ahead_refuses_divergence_and_notes_dirt() -> None:
     states = {"macbook": _state("macbook", 0, "behind"), "mugen": _state("mugen", 3, "ahead"),
               "majin": _state("majin", 1, "ahead")}
     plan = decide_merge("feat", "main", "origin", states)
@@ -111,9 +111,13 @@ def test_merge_picks_the_most_ahead_and_refuses_divergence_or_dirt() -> None:
     assert any("majin also has 1 unpushed" in n for n in plan.notes)
     states["mugen"] = _state("mugen", 3, "diverged")
     assert "diverged" in decide_merge("feat", "main", "origin", states).reason
+    # The merge runs in a temporary worktree: uncommitted work is no obstacle, only not merged.
     states["mugen"] = _state("mugen", 3, "ahead", dirty=4)
     plan = decide_merge("feat", "main", "origin", states)
-    assert plan.action == "refuse" and "backup mugen --clean" in plan.reason
+    assert (plan.action, plan.host) == ("merge", "mugen")
+    assert "mugen has 4 uncommitted changes: they are not part of the merge" in plan.notes[-1]
+    states["mugen"] = _state("mugen", 3, "ahead", busy="rebase-merge")
+    assert "rebase or cherry-pick is in progress" in decide_merge("feat", "main", "origin", states).reason
     plan = decide_merge("feat", "main", "origin", states, on="macbook")
     assert (plan.action, plan.source) == ("merge", "r-sha")  # behind: merge origin's copy
 
