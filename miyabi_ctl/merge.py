@@ -232,11 +232,19 @@ def _describe(s: BranchState, from_: str, remote: str) -> str:
         + f" vs {remote}'s"
 
 
+def _deadline(fleet: Fleet, script_s: float, quick_commands: int = 0) -> float:
+    """The fleet deadline for a step: connect, the script's own timeout, and ``quick_commands``
+    other round trips (lock, release) at the fleet's command timeout, with a little slack."""
+    settings = fleet.settings
+    return settings.connect_timeout + script_s + quick_commands * settings.command_timeout + 10.0
+
+
 def plan_merge(fleet: Fleet, *, from_: str, into: str, on: str | None = None) -> MergePlan:
     """Read-only: ask every host where it stands (ls-remote, no fetch) and decide."""
     inv = fleet.inventory
     outcomes = fleet.map(lambda h: read_state(h, h.spec.repo_path_or(inv.repo), inv.repo.remote,
-                                              from_, into, fetch=False))
+                                              from_, into, fetch=False),
+                         deadline_s=_deadline(fleet, GIT_TIMEOUT_S))
     states = {o.host: o.value if o.value else BranchState(o.host, error=str(o.error))
               for o in outcomes}
     return decide(from_, into, inv.repo.remote, states, on)
@@ -326,7 +334,7 @@ def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
         return SyncStep(host.name, "skip", reason, ok="refuse" in v)
 
     steps = []
-    for outcome in fleet.map(one):
+    for outcome in fleet.map(one, deadline_s=_deadline(fleet, GIT_TIMEOUT_S, quick_commands=2)):
         if outcome.host == plan.host:
             continue
         steps.append(outcome.value if outcome.value else

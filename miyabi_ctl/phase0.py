@@ -159,5 +159,9 @@ def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: fl
                                on=plan.merge.host if plan.merge.action == "merge" else None)
             if fresh.host != plan.merge.host and plan.merge.host is not None:
                 fresh.notes.append(f"planned on {plan.merge.host}")
-            out.merge = apply_merge(fleet, fresh, check=check, push=push, sync=sync)
+            try:
+                out.merge = apply_merge(fleet, fresh, check=check, push=push, sync=sync)
+            except Exception as exc:  # locked, timed out, gone: the steps before stay reported
+                out.merge = MergeOutcome(fresh, ok=False,
+                                         message=f"not merged: {str(exc) or type(exc).__name__}")
     return out

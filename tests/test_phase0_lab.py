@@ -631,3 +631,54 @@ def test_merge_fast_forwards_a_clean_tree_on_into_and_leaves_a_dirty_one(p0: P0,
     assert doc["local"] == "fast-forwarded" and doc["notes"] == []
     assert git("rev-parse", "HEAD", cwd=host.repo).strip() == doc["merged"] == p0.ref("refs/heads/main")
     assert git("status", "--porcelain", cwd=host.repo) == "" and worktrees(host) == [REPO]
+
+
+def test_merge_waits_for_git_as_long_as_its_scripts_allow(p0: P0, state: Path) -> None:
+    import yaml
+
+    chosen = p0.host("fx-slowplan")
+    slow = p0.host("fx-slowsync")
+    commit_on(chosen, "fx/slow", {"fx-slow.txt": "slow\n"}, "fx slow feature")
+    # Every ls-remote and fetch of fx-slowsync takes 10 s: longer than the fleet's own deadline
+    # (connect 3 s + command 4 s + 1), well within the merge scripts' 300 s.
+    git("config", "remote.origin.uploadpack", "sleep 10; git-upload-pack", cwd=slow.repo)
+    fleet = p0.fleet("fx-slow", [chosen, slow])
+    doc = yaml.safe_load(fleet.read_text())
+    doc["ssh"]["command_timeout"] = 4
+    fleet.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    plan = cli("phase0", "merge", "--from", "fx/slow", "--sync", "--fleet", str(fleet), state=state)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "sync fx-slowsync: fast-forward (main is checked out and clean)" in plan.stdout
+    done = cli("phase0", "merge", "--from", "fx/slow", "--sync", "--fleet", str(fleet), "--apply",
+               "--yes", "--json", state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert [(s["host"], s["action"], s["ok"]) for s in out["sync"]] == [
+        ("fx-slowsync", "fast-forward", True)]
+    assert git("rev-parse", "HEAD", cwd=slow.repo).strip() == out["merged"] == p0.ref("refs/heads/main")
+
+
+def test_run_reports_backups_done_when_the_merge_host_is_locked(p0: P0, state: Path) -> None:
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.locks import host_lock
+
+    saved = p0.host("fx-runsave")
+    locked = p0.host("fx-runlocked")
+    (saved.repo / "fx-run-wip.txt").write_text("work the run must save\n")
+    commit_on(locked, "fx/run", {"fx-run.txt": "run\n"}, "fx run feature")
+    fleet = p0.fleet("fx-run", [saved, locked])
+    with Fleet(load_inventory(fleet)) as held, \
+            host_lock(held.host("fx-runlocked"), REPO, "fx holder"):
+        done = cli("phase0", "run", "--from", "fx/run", "--fleet", str(fleet), "--apply", "--yes",
+                   "--json", state=state)
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    backup = next(b for b in out["backup"] if b["plan"]["host"] == "fx-runsave")
+    assert backup["ok"] and backup["verified"] and backup["created"]
+    assert out["merge"]["ok"] is False
+    assert out["merge"]["message"].startswith("not merged: fx-runlocked: another apply is running "
+                                              "there (lock held by ")
+    assert "action=fx holder" in out["merge"]["message"]
+    assert p0.ref(f"refs/heads/{backup['branch']}")
