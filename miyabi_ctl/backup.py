@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 from miyabi_ctl import audit
+from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.remote import run_script
 from miyabi_ctl.transport import Host
 
@@ -225,9 +226,11 @@ def decide(host: str, path: str, label: str, snap: Snapshot, today: dt.date) -> 
 
 # -- talking to the host ----------------------------------------------------------------------
 
-def _check_label(label: str) -> None:
+def _check_label(label: str, remote: str | None = None) -> None:
     if not LABEL_RE.match(label):
         raise ValueError(f"backup label {label!r} must match {LABEL_RE.pattern}")
+    if remote:
+        check_remote(remote)
 
 
 def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: bool) -> Snapshot:
@@ -244,7 +247,7 @@ def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: b
 def plan_backup(host: Host, path: str, *, label: str, remote: str | None,
                 today: dt.date | None = None) -> BackupPlan:
     """Side-effect free: the snapshot's objects go to a temporary directory that is removed."""
-    _check_label(label)
+    _check_label(label, remote)
     snap = _snapshot(host, path, label, remote, write=False)
     return decide(host.name, path, label, snap, today or dt.date.today())
 
@@ -255,7 +258,7 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
 
     The caller holds the host lock. Every step that changed something is in the audit log.
     """
-    _check_label(label)
+    _check_label(label, remote)
     snap = _snapshot(host, path, label, remote, write=True)
     plan = decide(host.name, path, label, snap, today or dt.date.today())
     outcome = BackupOutcome(branch=plan.branch, commit=None, created=False, pushed=False,
@@ -348,6 +351,9 @@ class RestoreOutcome:
 
 def restore_backup(host: Host, path: str, ref: str, *, remote: str | None) -> RestoreOutcome:
     """Put a backup's files (and its staged versions) back into a clean work tree at its parent."""
+    check_branch(ref, "backup branch")
+    if remote:
+        check_remote(remote)
     audit.ensure_writable()
     result = run_script(host, backup_script(), "restore", path, "restore", remote or "", ref,
                         timeout=PUSH_TIMEOUT_S)

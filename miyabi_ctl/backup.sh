@@ -141,14 +141,14 @@ commit() {
   say local_verified 1
   if [ "$push" = 1 ]; then
     [ -n "$remote" ] || fail "no remote to push to (the branch has no upstream and the repository has several or no remotes)"
-    GIT_TERMINAL_PROMPT=0 git push -q "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
+    GIT_TERMINAL_PROMPT=0 git push -q -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
       fail "push to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
     say pushed 1
-    rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
+    rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote -- "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
       fail "cannot read $branch back from $remote: $(tail -n 1 "$tmp/err")"
     [ -n "$rsha" ] || fail "$remote has no $branch after the push"
     if [ "$rsha" != "$sha" ]; then
-      GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "$ref" 2>"$tmp/err" </dev/null ||
+      GIT_TERMINAL_PROMPT=0 git fetch -q -- "$remote" "$ref" 2>"$tmp/err" </dev/null ||
         fail "cannot fetch $branch back from $remote: $(tail -n 1 "$tmp/err")"
     fi
     rtree=$(git rev-parse -q --verify "$rsha^{tree}") || fail "cannot read the tree of $remote's $branch"
@@ -175,7 +175,7 @@ restore() {
     refuse "the working tree has uncommitted changes: back them up (and --clean) first"
   if ! sha=$(git rev-parse -q --verify "$ref^{commit}" 2>/dev/null); then
     [ -n "$remote" ] || refuse "no such commit or branch: $ref"
-    GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "refs/heads/$ref" 2>"$tmp/err" </dev/null ||
+    GIT_TERMINAL_PROMPT=0 git fetch -q -- "$remote" "refs/heads/$ref" 2>"$tmp/err" </dev/null ||
       refuse "no such commit or branch: $ref (not on $remote either)"
     sha=$(git rev-parse FETCH_HEAD)
   fi

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from miyabi_ctl.errors import CommandFailed, MiyabiError
 from miyabi_ctl.inventory import Inventory
+from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.remote import run_script
 from miyabi_ctl.transport import Host
 
@@ -231,7 +232,7 @@ fi
 tmux has-session -t "=$session" 2>/dev/null && fail 12 "a tmux session $session already exists"
 cd "$repo" 2>/dev/null || fail 3 "no such directory: $repo"
 git rev-parse --git-dir >/dev/null 2>&1 || fail 3 "not a git repository: $repo"
-git fetch -q "$remote" >&2 || fail 4 "git fetch $remote failed"
+git fetch -q -- "$remote" >&2 || fail 4 "git fetch $remote failed"
 git rev-parse -q --verify "refs/remotes/$remote/$main" >/dev/null || fail 4 "no $remote/$main"
 mkdir -p "$wtdir" || fail 5 "cannot create $wtdir"
 if [ -e "$wt" ]; then
@@ -282,6 +283,8 @@ def launch(host: Host, inventory: Inventory, *, issue: int, title: str, body: st
                           f"(agents.{agent}.launch)")
     runner = runner_script(spec.launch)
     branch = branch_name(issue)
+    check_remote(inventory.repo.remote)
+    check_branch(inventory.repo.main, "repo.main")
     result = run_script(
         host, LAUNCH_SCRIPT, host.spec.repo_path_or(inventory.repo), inventory.repo.remote,
         inventory.repo.main, worktrees_dir(inventory), str(issue), agent_command(spec.launch),

@@ -21,6 +21,7 @@ from typing import Any
 from miyabi_ctl import audit
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.locks import host_lock
+from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.remote import run_script
 from miyabi_ctl.transport import Host
 
@@ -242,6 +243,9 @@ def _deadline(fleet: Fleet, script_s: float, quick_commands: int = 0) -> float:
 def plan_merge(fleet: Fleet, *, from_: str, into: str, on: str | None = None) -> MergePlan:
     """Read-only: ask every host where it stands (ls-remote, no fetch) and decide."""
     inv = fleet.inventory
+    check_branch(from_, "--from")
+    check_branch(into, "--into")
+    check_remote(inv.repo.remote)
     outcomes = fleet.map(lambda h: read_state(h, h.spec.repo_path_or(inv.repo), inv.repo.remote,
                                               from_, into, fetch=False),
                          deadline_s=_deadline(fleet, GIT_TIMEOUT_S))

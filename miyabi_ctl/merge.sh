@@ -62,7 +62,7 @@ into_checked_out_at() {
 facts() {
   fetch=$1
   if [ "$fetch" = 1 ]; then
-    git fetch -q "$remote" 2>"$tmp/err" </dev/null || fail "git fetch $remote failed: $(tail -n 1 "$tmp/err")"
+    git fetch -q -- "$remote" 2>"$tmp/err" </dev/null || fail "git fetch $remote failed: $(tail -n 1 "$tmp/err")"
     say fetched 1
   fi
   say top "$top"
@@ -73,7 +73,7 @@ facts() {
   say from_local "$(sha_of "refs/heads/$from")"
   say into_local "$(sha_of "refs/heads/$into")"
   say into_at "$(into_checked_out_at)"
-  git ls-remote "$remote" "refs/heads/$from" "refs/heads/$into" >"$tmp/ls" 2>"$tmp/err" </dev/null ||
+  git ls-remote -- "$remote" "refs/heads/$from" "refs/heads/$into" >"$tmp/ls" 2>"$tmp/err" </dev/null ||
     { say remote_error "$(tail -n 1 "$tmp/err")"; return 0; }
   rfrom=$(awk -v r="refs/heads/$from" '$2 == r { print $1 }' "$tmp/ls")
   rinto=$(awk -v r="refs/heads/$into" '$2 == r { print $1 }' "$tmp/ls")
@@ -201,9 +201,9 @@ merge() {
   fi
   if [ "$push" = 1 ]; then
     # The merge commit itself (not HEAD: a check that commits must not push its commits).
-    git push -q "$remote" "$merged:refs/heads/$into" 2>"$tmp/err" </dev/null ||
+    git push -q -- "$remote" "$merged:refs/heads/$into" 2>"$tmp/err" </dev/null ||
       fail "push of the merge to $remote/$into failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
-    r=$(git ls-remote "$remote" "refs/heads/$into" </dev/null | cut -f1)
+    r=$(git ls-remote -- "$remote" "refs/heads/$into" </dev/null | cut -f1)
     [ "$r" = "$merged" ] || fail "$remote's $into is ${r:-missing} after the push, not $merged"
     say pushed 1
   fi
@@ -222,7 +222,7 @@ sync() {
   before=$(sha_of HEAD)
   say before "$before"
   [ "$before" = "$target" ] && { say after "$before"; say done 1; exit 0; }
-  git fetch -q "$remote" "+refs/heads/$into:refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
+  git fetch -q -- "$remote" "+refs/heads/$into:refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
     fail "git fetch failed: $(tail -n 1 "$tmp/err")"
   git merge -q --ff-only "$target" 2>"$tmp/err" </dev/null ||
     refuse "$into has local commits that $remote/$into does not: cannot fast-forward"

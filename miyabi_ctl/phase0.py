@@ -17,6 +17,7 @@ from miyabi_ctl.backup import BackupOutcome, BackupPlan, apply_backup, plan_back
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.locks import host_lock
 from miyabi_ctl.merge import MergeOutcome, MergePlan, apply_merge, decide, plan_merge
+from miyabi_ctl.names import check_remote
 from miyabi_ctl.prune import PrunePlan, Selection, apply_prune, plan_prune, prune_ok
 from miyabi_ctl.transport import Host
 
@@ -30,7 +31,7 @@ def _repo(fleet: Fleet, host: Host) -> str:
 # -- backup -----------------------------------------------------------------------------------
 
 def plan_backups(fleet: Fleet, today: dt.date | None = None) -> list[BackupPlan]:
-    remote = fleet.inventory.repo.remote
+    remote = check_remote(fleet.inventory.repo.remote)
     outcomes = fleet.map(lambda h: plan_backup(h, _repo(fleet, h), label=h.name, remote=remote,
                                                today=today), deadline_s=SLOW_DEADLINE_S)
     return [o.value if o.value else BackupPlan(o.host, "", o.host, "refuse", reason=str(o.error))
@@ -42,7 +43,7 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
     """Back up every host whose plan has work to save; each under its own lock."""
     audit.ensure_writable()
     by_host = {p.host: p for p in plans}
-    remote = fleet.inventory.repo.remote
+    remote = check_remote(fleet.inventory.repo.remote)
 
     def one(host: Host) -> BackupOutcome:
         plan = by_host[host.name]

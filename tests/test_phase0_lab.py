@@ -682,3 +682,42 @@ def test_run_reports_backups_done_when_the_merge_host_is_locked(p0: P0, state: P
                                               "there (lock held by ")
     assert "action=fx holder" in out["merge"]["message"]
     assert p0.ref(f"refs/heads/{backup['branch']}")
+
+
+def test_option_like_remote_and_branch_names_never_reach_git(p0: P0, state: Path) -> None:
+    import yaml
+
+    host = p0.host("fx-inject")
+    (host.repo / "wip.txt").write_text("work\n")
+    fleet = p0.fleet("fx-inject", [host])
+    doc = yaml.safe_load(fleet.read_text())
+    doc["repo"]["remote"] = "--receive-pack=touch /root/pwned; git-receive-pack"
+    evil = p0.base / "fx-inject-evil.yaml"
+    evil.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done = cli("phase0", "backup", "--fleet", str(evil), "--apply", "--yes", state=state)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == ("miyabi-ctl: error: repo.remote '--receive-pack=touch /root/pwned; "
+                           "git-receive-pack' is not a usable remote name: it starts with '-' "
+                           "(git would read it as an option)\n")
+    assert not (host.home / "pwned").exists()
+    assert not git("for-each-ref", "refs/heads/backup", cwd=host.repo)
+
+    into = cli("phase0", "merge", "--from", "fx/x", "--into=--upload-pack=touch /root/pwned",
+               "--fleet", str(fleet), "--apply", "--yes", state=state)
+    assert into.returncode == 2, into.stdout + into.stderr
+    assert "--into '--upload-pack=touch /root/pwned' is not a usable branch name" in into.stderr
+    assert not (host.home / "pwned").exists()
+
+    # The scripts themselves put the remote after `--`: even a value that slipped past the
+    # Python checks is a (refused) repository name, not an option.
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.merge import merge_script
+    from miyabi_ctl.remote import run_script
+
+    with Fleet(load_inventory(fleet)) as raw:
+        facts = run_script(raw.host("fx-inject"), merge_script(), "facts", REPO,
+                           "--upload-pack=touch /root/pwned; git-upload-pack", "fx/x", "main", "1",
+                           timeout=60)
+    assert facts.exit_code == 1 and "error=git fetch --upload-pack=" in facts.stdout
+    assert not (host.home / "pwned").exists()

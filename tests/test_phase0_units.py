@@ -252,3 +252,31 @@ def test_prune_pins_and_ends_a_session_where_start_times_come_from_ps_lstart(
     assert not prune_ok(done)
     assert other.poll() is None  # never signalled
     other.kill()
+
+
+# -- names that reach git ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["main", "feat/miyabi-society-reconstruction", "issue/1169",
+                                  "backup/majin-2025-11-26-2", "v1.2", "a@b", "日本"])
+def test_usable_branch_names(name: str) -> None:
+    from miyabi_ctl.names import check_branch, ref_name_problem
+
+    assert ref_name_problem(name) is None and check_branch(name) == name
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("-x", "starts with '-'"), ("--upload-pack=touch /tmp/p", "starts with '-'"), ("", "empty"),
+    ("a b", "contains ' '"), ("a:b", "contains ':'"), ("a~1", "'~'"), ("a^", "'^'"), ("a?", "'?'"),
+    ("a*", "'*'"), ("a[", "'['"), ("a\\b", "'\\\\'"), ("a\nb", "'\\n'"), ("a..b", "'..'"),
+    ("/a", "'/'"), ("a/", "'/'"), ("a//b", "'//'"), ("a.", "ends with '.'"), ("@", "'@'"),
+    ("a@{1}", "'@{'"), (".hidden", "starts with '.'"), ("a/.b", "starts with '.'"),
+    ("x.lock", ".lock"), ("a/b.lock/c", ".lock"), ("a\x7fb", "'\\x7f'"),
+])
+def test_unusable_branch_names_are_refused_with_the_rule(name: str, problem: str) -> None:
+    from miyabi_ctl.names import BadName, check_branch, check_remote
+
+    with pytest.raises(BadName, match="is not a usable branch name") as info:
+        check_branch(name, "--into")
+    assert problem in str(info.value) and str(info.value).startswith(f"--into {name!r}")
+    with pytest.raises(BadName, match="is not a usable remote name"):
+        check_remote(name)
