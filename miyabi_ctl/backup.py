@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from miyabi_ctl import audit
+from miyabi_ctl.agents import AgentSession
 from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.remote import run_script
 from miyabi_ctl.transport import Host
@@ -253,10 +255,13 @@ def plan_backup(host: Host, path: str, *, label: str, remote: str | None,
 
 
 def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push: bool = True,
-                 clean: bool = False, today: dt.date | None = None) -> BackupOutcome:
+                 clean: bool = False, sessions: Sequence[AgentSession] = (),
+                 today: dt.date | None = None) -> BackupOutcome:
     """Snapshot for real, decide as the plan does, then create, push, verify and maybe clean.
 
-    The caller holds the host lock. Every step that changed something is in the audit log.
+    ``sessions``: the host's agent sessions (from a probe); with ``clean``, the script refuses
+    to clean while one of them still works inside the repository. The caller holds the host
+    lock. Every step that changed something is in the audit log.
     """
     _check_label(label, remote)
     snap = _snapshot(host, path, label, remote, write=True)
@@ -280,7 +285,9 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                         snap.tree, snap.head, staged, plan.branch,
                         "1" if plan.action == "create" else plan.recreate_from or "0",
                         "1" if push else "0",
-                        "1" if clean else "0", message, timeout=PUSH_TIMEOUT_S)
+                        "1" if clean else "0", message,
+                        *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
+                        timeout=PUSH_TIMEOUT_S)
     values = _values(result.stdout)
     outcome.commit = values.get("commit") or values.get("created")
     outcome.created = "created" in values

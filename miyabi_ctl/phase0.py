@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from miyabi_ctl import audit
+from miyabi_ctl.agents import AgentSession
 from miyabi_ctl.backup import BackupOutcome, BackupPlan, apply_backup, plan_backup
+from miyabi_ctl.errors import HostError
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.locks import host_lock
 from miyabi_ctl.merge import MergeOutcome, MergePlan, apply_merge, decide, plan_merge
 from miyabi_ctl.names import check_remote
 from miyabi_ctl.prune import PrunePlan, Selection, apply_prune, plan_prune, prune_ok
+from miyabi_ctl.status import probe_host
 from miyabi_ctl.transport import Host
 
 SLOW_DEADLINE_S = 1800.0  # pushes of big trees and --grace waits outlast the probe deadline
@@ -55,8 +58,20 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
                                  action="refuse", plan=plan)
         path = _repo(fleet, host)
         with host_lock(host, path, "phase0 backup"):
+            sessions: list[AgentSession] = []
+            if clean:
+                # The sessions now, under the lock: the script will not clean under any of them.
+                try:
+                    sessions = probe_host(host, fleet).sessions
+                except HostError as exc:
+                    out = apply_backup(host, path, label=host.name, remote=remote, push=push,
+                                       clean=False, today=today)
+                    if out.ok:
+                        out.ok = False
+                        out.message += f"; not cleaned: cannot see the host's sessions ({exc.message})"
+                    return out
             return apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                clean=clean, today=today)
+                                clean=clean, sessions=sessions, today=today)
 
     return {o.host: o.value if o.value else
             BackupOutcome(None, None, False, False, False, str(o.error), ok=False, action="error")

@@ -721,3 +721,31 @@ def test_option_like_remote_and_branch_names_never_reach_git(p0: P0, state: Path
                            timeout=60)
     assert facts.exit_code == 1 and "error=git fetch --upload-pack=" in facts.stdout
     assert not (host.home / "pwned").exists()
+
+
+def test_clean_is_refused_while_an_agent_session_works_in_the_repo(p0: P0, state: Path) -> None:
+    host = p0.host("fx-cleanrace")
+    (host.repo / "fx-wip.txt").write_text("an agent is still writing here\n")
+    fleet = p0.fleet("fx-cleanrace", [host])
+    agent = host.spawn_agent("claude", cwd=f"{REPO}/src")
+    elsewhere = host.spawn_agent("codex", cwd="/root")
+
+    busy = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean", "--json",
+               state=state)
+    assert busy.returncode == 1, busy.stdout + busy.stderr
+    out = json.loads(busy.stdout)["hosts"][0]
+    assert out["verified"] and not out["cleaned"]  # saved, not cleaned
+    assert out["message"].endswith(f"; not cleaned: an agent session (pid {agent}) works in "
+                                   f"{REPO}/src: not cleaning (end it first, e.g. with phase0 prune)")
+    assert (host.repo / "fx-wip.txt").exists()
+
+    # Once that session is gone, a session elsewhere on the host does not stop the clean.
+    host.sh(f"kill {agent}")
+    deadline = time.monotonic() + 10
+    while agent in host.pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cleaned = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean",
+                  "--json", state=state)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert json.loads(cleaned.stdout)["hosts"][0]["cleaned"]
+    assert not (host.repo / "fx-wip.txt").exists() and elsewhere in host.pids()
