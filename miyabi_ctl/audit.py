@@ -16,11 +16,35 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from miyabi_ctl.errors import MiyabiError
 from miyabi_ctl.state import state_dir
+
+
+class AuditUnwritable(MiyabiError):
+    """The audit log cannot be appended to: nothing may be changed, since it could not be told."""
+
+    exit_code = 1
 
 
 def audit_path() -> Path:
     return state_dir() / "audit.jsonl"
+
+
+def ensure_writable() -> Path:
+    """Check, before an apply changes anything, that its steps can be recorded.
+
+    Every ``record`` happens after its remote change; without this check a full disk or a wrong
+    ``$MIYABI_STATE_DIR`` would let a change happen and then lose its entry.
+    """
+    try:
+        path = audit_path()
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        where = exc.filename or "the state directory"
+        raise AuditUnwritable(f"cannot write the audit log ({where}: {exc.strerror or exc}); "
+                              "nothing was changed") from None
+    return path
 
 
 def record(host: str, action: str, *, result: str, before: dict[str, Any] | None = None,
@@ -48,16 +72,18 @@ def record(host: str, action: str, *, result: str, before: dict[str, Any] | None
 
 
 def entries(path: Path | None = None) -> Iterator[dict[str, Any]]:
-    """Every entry, oldest first; a damaged line is skipped, not fatal."""
+    """Every entry, oldest first; a damaged line (not UTF-8, not JSON, not an object) is skipped."""
     path = path or audit_path()
     if not path.is_file():
         return
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
+    with path.open("rb") as fh:
+        for raw in fh:
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
+                entry = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
+            if isinstance(entry, dict):
+                yield entry
 
 
 def _user() -> str:

@@ -210,6 +210,9 @@ def load_backlog_file(path: str | Path) -> list[Issue]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise BacklogError(f"{path}: cannot read backlog: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BacklogError(f"{path}: not UTF-8 text (byte {exc.start}: "
+                           f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise BacklogError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("issues"), list):

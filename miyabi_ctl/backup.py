@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from miyabi_ctl import audit
+from miyabi_ctl.agents import AgentSession
+from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.remote import run_script
 from miyabi_ctl.transport import Host
 
@@ -78,6 +81,8 @@ class BackupPlan:
     ``action``: ``create`` a new backup branch; ``exists`` (a backup branch already holds this
     exact snapshot: create nothing, push/verify it); ``clean`` (nothing uncommitted);
     ``norepo`` (the path is not a git work tree); ``refuse`` (see ``reason``).
+    ``recreate_from``: with ``exists``, the commit of a remote-tracking backup branch whose local
+    branch was deleted; the local branch is recreated there before the push and verification.
     """
 
     host: str
@@ -88,6 +93,7 @@ class BackupPlan:
     reason: str = ""
     notes: list[str] = field(default_factory=list)
     snapshot: Snapshot | None = None
+    recreate_from: str | None = None
 
     @property
     def files(self) -> int:
@@ -99,6 +105,7 @@ class BackupPlan:
         return {
             "host": self.host, "path": self.path, "label": self.label, "action": self.action,
             "branch": self.branch, "reason": self.reason, "notes": self.notes,
+            "recreate_from": self.recreate_from,
             "head": s.head if s else None, "on_branch": s.branch if s else None,
             "detached": s.detached if s else False, "tree": s.tree if s else None,
             "staged_tree": self._staged_tree(),
@@ -194,10 +201,18 @@ def decide(host: str, path: str, label: str, snap: Snapshot, today: dt.date) -> 
         return plan
     pattern = branch_pattern(label)
     ours = [r for r in snap.refs if pattern.match(r.branch)]
-    same = next((r for r in ours if r.tree == snap.tree and r.index_tree == staged), None)
+    local = {r.branch: r for r in ours if r.ref.startswith("refs/heads/")}
+    # A remote-tracking copy counts only when its local branch is gone (it is then recreated);
+    # a local branch of that name holding something else makes the name unusable.
+    same = next((r for r in ours if r.tree == snap.tree and r.index_tree == staged
+                 and (r.ref.startswith("refs/heads/") or r.branch not in local)), None)
     if same is not None:
         plan.action, plan.branch = "exists", same.branch
         plan.reason = f"already backed up on {same.branch}"
+        if not same.ref.startswith("refs/heads/"):
+            plan.recreate_from = same.commit
+            plan.notes.append(f"the local branch {same.branch} was deleted: it is recreated from "
+                              f"{same.ref.removeprefix('refs/remotes/')}")
         return plan
     taken = {r.branch for r in ours}
     base = f"backup/{label}-{today:%Y-%m-%d}"
@@ -213,9 +228,11 @@ def decide(host: str, path: str, label: str, snap: Snapshot, today: dt.date) -> 
 
 # -- talking to the host ----------------------------------------------------------------------
 
-def _check_label(label: str) -> None:
+def _check_label(label: str, remote: str | None = None) -> None:
     if not LABEL_RE.match(label):
         raise ValueError(f"backup label {label!r} must match {LABEL_RE.pattern}")
+    if remote:
+        check_remote(remote)
 
 
 def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: bool) -> Snapshot:
@@ -232,18 +249,21 @@ def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: b
 def plan_backup(host: Host, path: str, *, label: str, remote: str | None,
                 today: dt.date | None = None) -> BackupPlan:
     """Side-effect free: the snapshot's objects go to a temporary directory that is removed."""
-    _check_label(label)
+    _check_label(label, remote)
     snap = _snapshot(host, path, label, remote, write=False)
     return decide(host.name, path, label, snap, today or dt.date.today())
 
 
 def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push: bool = True,
-                 clean: bool = False, today: dt.date | None = None) -> BackupOutcome:
+                 clean: bool = False, sessions: Sequence[AgentSession] = (),
+                 today: dt.date | None = None) -> BackupOutcome:
     """Snapshot for real, decide as the plan does, then create, push, verify and maybe clean.
 
-    The caller holds the host lock. Every step that changed something is in the audit log.
+    ``sessions``: the host's agent sessions (from a probe); with ``clean``, the script refuses
+    to clean while one of them still works inside the repository. The caller holds the host
+    lock. Every step that changed something is in the audit log.
     """
-    _check_label(label)
+    _check_label(label, remote)
     snap = _snapshot(host, path, label, remote, write=True)
     plan = decide(host.name, path, label, snap, today or dt.date.today())
     outcome = BackupOutcome(branch=plan.branch, commit=None, created=False, pushed=False,
@@ -263,8 +283,11 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                f"\n{plan.reason}")
     result = run_script(host, backup_script(), "commit", path, label, snap.remote or "",
                         snap.tree, snap.head, staged, plan.branch,
-                        "1" if plan.action == "create" else "0", "1" if push else "0",
-                        "1" if clean else "0", message, timeout=PUSH_TIMEOUT_S)
+                        "1" if plan.action == "create" else plan.recreate_from or "0",
+                        "1" if push else "0",
+                        "1" if clean else "0", message,
+                        *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
+                        timeout=PUSH_TIMEOUT_S)
     values = _values(result.stdout)
     outcome.commit = values.get("commit") or values.get("created")
     outcome.created = "created" in values
@@ -276,6 +299,9 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     if outcome.created:
         audit.record(host.name, "backup.create", result="ok", before=before,
                      after={"branch": plan.branch, "commit": outcome.commit}, path=path)
+    if "recreated" in values:
+        audit.record(host.name, "backup.recreate", result="ok",
+                     after={"branch": plan.branch, "commit": values["recreated"]}, path=path)
     if push:
         audit.record(host.name, "backup.push", result="ok" if outcome.verified else "failed",
                      after={"branch": plan.branch, "remote": snap.remote, "commit": outcome.commit,
@@ -292,6 +318,8 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
         return outcome
     verb = "backed up" if outcome.created else "already backed up"
     outcome.message = f"{verb} and verified on {where}"
+    if "recreated" in values:
+        outcome.message += " (its deleted local branch recreated)"
     if clean:
         if outcome.cleaned:
             audit.record(host.name, "backup.clean", result="ok", before=before,
@@ -330,6 +358,10 @@ class RestoreOutcome:
 
 def restore_backup(host: Host, path: str, ref: str, *, remote: str | None) -> RestoreOutcome:
     """Put a backup's files (and its staged versions) back into a clean work tree at its parent."""
+    check_branch(ref, "backup branch")
+    if remote:
+        check_remote(remote)
+    audit.ensure_writable()
     result = run_script(host, backup_script(), "restore", path, "restore", remote or "", ref,
                         timeout=PUSH_TIMEOUT_S)
     values = _values(result.stdout)

@@ -7,8 +7,10 @@
 #
 #   plan     PATH LABEL REMOTE                 facts + snapshot tree, objects discarded
 #   snapshot PATH LABEL REMOTE                 the same, objects written to the repository
-#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE
-#                                              create the branch (CREATE=1), push, verify, clean
+#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE [PID CWD]...
+#                                              create the branch (CREATE=1; CREATE=<commit>:
+#                                              recreate it there), push, verify, clean (not while
+#                                              one of the agent sessions PID works in the repo)
 #   restore  PATH LABEL REMOTE REF             put a backup's files (and index) back
 LC_ALL=C
 export LC_ALL
@@ -55,6 +57,33 @@ snapshot_tree() {
   fi
   GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
   GIT_INDEX_FILE=$tmp/index G write-tree
+}
+
+# The working tree again, in the index copy snapshot_tree left: files it already hashed and that
+# did not change since are not read again, so this is quick.
+recheck_tree() {
+  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
+  GIT_INDEX_FILE=$tmp/index G write-tree
+}
+
+# The working directory of a process now (Linux /proc, else lsof), or nothing.
+cwd_of() {
+  readlink "/proc/$1/cwd" 2>/dev/null ||
+    { command -v lsof >/dev/null 2>&1 && lsof -a -p "$1" -d cwd -Fn 2>/dev/null | sed -n 's/^n//p'; }
+}
+
+# The first of the agent sessions (PID CWD pairs, CWD as the probe saw it) still alive and
+# working inside this repository: prints `PID DIR`.
+session_here() {
+  while [ $# -ge 2 ]; do
+    spid=$1 scwd=$2
+    shift 2
+    kill -0 "$spid" 2>/dev/null || continue
+    now=$(cwd_of "$spid")
+    [ -n "$now" ] || now=$scwd
+    case $now/ in "$top"/*) echo "$spid $now"; return 0 ;; esac
+  done
+  return 1
 }
 
 # The real index as a tree (staged versions that differ from the files keep their bytes).
@@ -111,6 +140,7 @@ ident() {
 
 commit() {
   tree=$1 head=$2 itree=$3 branch=$4 create=$5 push=$6 clean=$7 message=$8
+  shift 8  # the rest: agent sessions, PID CWD pairs
   ref=refs/heads/$branch
   if [ "$create" = 1 ]; then
     ident
@@ -126,6 +156,13 @@ commit() {
     git update-ref -m "miyabi-ctl backup" "$ref" "$new" "" 2>"$tmp/err" ||
       fail "cannot create $branch: $(tail -n 1 "$tmp/err")"
     say created "$new"
+  elif [ "$create" != 0 ]; then
+    # The local branch was deleted; its remote-tracking copy holds the snapshot: recreate it.
+    [ "$(git rev-parse -q --verify "$create^{tree}")" = "$tree" ] ||
+      fail "$create does not hold the snapshot's tree: cannot recreate $branch from it"
+    git update-ref -m "miyabi-ctl backup (recreated)" "$ref" "$create" "" 2>"$tmp/err" ||
+      fail "cannot recreate $branch: $(tail -n 1 "$tmp/err")"
+    say recreated "$create"
   fi
   sha=$(git rev-parse -q --verify "$ref^{commit}") || fail "$branch does not exist"
   say commit "$sha"
@@ -133,14 +170,14 @@ commit() {
   say local_verified 1
   if [ "$push" = 1 ]; then
     [ -n "$remote" ] || fail "no remote to push to (the branch has no upstream and the repository has several or no remotes)"
-    GIT_TERMINAL_PROMPT=0 git push -q "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
+    GIT_TERMINAL_PROMPT=0 git push -q -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
       fail "push to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
     say pushed 1
-    rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
+    rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote -- "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
       fail "cannot read $branch back from $remote: $(tail -n 1 "$tmp/err")"
     [ -n "$rsha" ] || fail "$remote has no $branch after the push"
     if [ "$rsha" != "$sha" ]; then
-      GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "$ref" 2>"$tmp/err" </dev/null ||
+      GIT_TERMINAL_PROMPT=0 git fetch -q -- "$remote" "$ref" 2>"$tmp/err" </dev/null ||
         fail "cannot fetch $branch back from $remote: $(tail -n 1 "$tmp/err")"
     fi
     rtree=$(git rev-parse -q --verify "$rsha^{tree}") || fail "cannot read the tree of $remote's $branch"
@@ -149,12 +186,24 @@ commit() {
     say remote_verified 1
   fi
   [ "$clean" = 1 ] || exit 0
+  # Never under a running agent: it would go on writing into a tree that was just reset.
+  if here=$(session_here "$@"); then
+    refuse "an agent session (pid ${here%% *}) works in ${here#* }: not cleaning (end it first, e.g. with phase0 prune)"
+  fi
   # Clean only what is saved: the files must still be exactly the snapshot.
   [ "$(git rev-parse -q --verify HEAD)" = "$head" ] || refuse "HEAD moved since the snapshot: not cleaning"
   now=$(snapshot_tree) || fail "cannot re-check the working tree before cleaning"
   [ "$now" = "$tree" ] || refuse "the working tree changed since the snapshot (is an agent working here?): not cleaning"
   [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
     refuse "the index changed since the snapshot: not cleaning"
+  # Once more, as close to the reset as it can be: the full check above can take seconds on a
+  # big tree; this pass reads only files that changed since, so the window left is short.
+  if here=$(session_here "$@"); then
+    refuse "an agent session (pid ${here%% *}) works in ${here#* }: not cleaning"
+  fi
+  [ "$(git rev-parse -q --verify HEAD)" = "$head" ] && [ "$(recheck_tree)" = "$tree" ] &&
+    [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
+    refuse "the working tree changed while it was being checked (is someone working here?): not cleaning"
   git reset -q --hard "$head" || fail "git reset --hard failed"
   git clean -fdq || fail "git clean failed"
   say cleaned 1
@@ -167,7 +216,7 @@ restore() {
     refuse "the working tree has uncommitted changes: back them up (and --clean) first"
   if ! sha=$(git rev-parse -q --verify "$ref^{commit}" 2>/dev/null); then
     [ -n "$remote" ] || refuse "no such commit or branch: $ref"
-    GIT_TERMINAL_PROMPT=0 git fetch -q "$remote" "refs/heads/$ref" 2>"$tmp/err" </dev/null ||
+    GIT_TERMINAL_PROMPT=0 git fetch -q -- "$remote" "refs/heads/$ref" 2>"$tmp/err" </dev/null ||
       refuse "no such commit or branch: $ref (not on $remote either)"
     sha=$(git rev-parse FETCH_HEAD)
   fi

@@ -238,14 +238,28 @@ def recall(
     issue: Annotated[int, typer.Argument(help="Issue number.")],
     apply: Apply = False,
     yes: Yes = False,
+    discard_ignored: Annotated[bool, typer.Option(
+        "--discard-ignored", help="Remove the worktree even though it holds ignored files "
+                                  "(.env, build output), which no backup holds.")] = False,
+    discard_nested: Annotated[bool, typer.Option(
+        "--discard-nested", help="Remove the worktree even though it holds nested repositories "
+                                 "with work (a backup records only their commit id).")] = False,
     json_out: Json = False,
     timeout: Timeout = None,
     fleet_path: FleetPath = None,
 ) -> None:
     """Stop an issue's agent, back up its worktree (pushed, verified), then remove the worktree."""
     from miyabi_ctl.backup import plan_backup
-    from miyabi_ctl.dispatch import apply_recall, backup_label, recall_steps, recall_target
+    from miyabi_ctl.dispatch import (
+        Discard,
+        apply_recall,
+        backup_label,
+        recall_notes,
+        recall_steps,
+        recall_target,
+    )
     from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.launch import inspect_worktree
     from miyabi_ctl.runs import RunStore
 
     inventory = load_inventory(fleet_path)
@@ -256,18 +270,22 @@ def recall(
         host = fleet.host(target.host)
         backup_plan = plan_backup(host, target.worktree, label=backup_label(issue),
                                   remote=inventory.repo.remote)
-        steps = recall_steps(target, backup_plan, inventory.repo.remote)
-        doc = {"issue": issue, "host": target.host, "steps": steps,
+        leftovers = inspect_worktree(host, inventory, target.worktree)
+        discard = Discard(ignored=discard_ignored, nested=discard_nested)
+        steps = recall_steps(target, backup_plan, inventory.repo.remote, leftovers, discard)
+        notes = recall_notes(backup_plan, leftovers, discard)
+        doc = {"issue": issue, "host": target.host, "steps": steps, "notes": notes,
                "backup": backup_plan.to_json()}
         if json_out and not apply:
             print_json(doc)
             return
         _echo_lines([f"Recall plan for #{issue} on {target.host}:",
-                     *(f"  {n}. {step}" for n, step in enumerate(steps, 1))], err=json_out)
+                     *(f"  {n}. {step}" for n, step in enumerate(steps, 1)),
+                     *(f"  note: {note}" for note in notes)], err=json_out)
         if not confirm_apply(apply, yes, "Recall this agent?"):
             typer.echo("Plan only: nothing changed. Run again with --apply to recall.")
             return
-        outcome = apply_recall(target, fleet, store)
+        outcome = apply_recall(target, fleet, store, discard)
     if json_out:
         print_json({**doc, "ok": outcome.ok, "stopped": outcome.stopped,
                     "removed": outcome.removed, "message": outcome.message})

@@ -47,7 +47,9 @@ Force = Annotated[bool, typer.Option(
 From = Annotated[str | None, typer.Option("--from", help="Branch to merge (default: repo.feature).")]
 Into = Annotated[str | None, typer.Option("--into", help="Branch to merge into (default: repo.main).")]
 Check = Annotated[str | None, typer.Option(
-    "--check", metavar="CMD", help="Shell command run in the repo after the merge; failure undoes it.")]
+    "--check", metavar="CMD",
+    help="Shell command run in the merge's temporary worktree ($MIYABI_REPO: the repo); "
+         "failure: nothing is pushed.")]
 Sync = Annotated[bool, typer.Option(
     "--sync", help="Then fast-forward the other hosts that are on --into with a clean tree.")]
 
@@ -160,7 +162,7 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
           check: Check = None, no_push: NoPush = False, sync: Sync = False, apply: Apply = False,
           yes: Yes = False, json_out: Json = False, timeout: Timeout = None, forks: Forks = None,
           fleet_path: FleetPath = None) -> None:
-    """Merge --from into --into on the host with the newest --from; undo it all on any failure."""
+    """Merge --from into --into on the host with the newest --from, in a temporary worktree."""
     from miyabi_ctl.merge import apply_merge, plan_merge
     from miyabi_ctl.phase0_render import merge_lines, merge_result_lines
 

@@ -17,7 +17,7 @@ from miyabi_ctl.backup import BackupPlan, backup_tree
 from miyabi_ctl.errors import HostError, MiyabiError
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
-from miyabi_ctl.launch import Launched, branch_name, launch, session_name, worktree_path
+from miyabi_ctl.launch import Launched, Leftovers, branch_name, launch, session_name, worktree_path
 from miyabi_ctl.locks import host_lock
 from miyabi_ctl.placement import Candidate, HostFigures, Placement, Plan, consider, place
 from miyabi_ctl.runs import AlreadyAssigned, Assignment, RunStore
@@ -109,6 +109,7 @@ class ApplyReport:
 def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: RunStore,
                *, action: str = "dispatch") -> ApplyReport:
     """Launch every placement, hosts in parallel, each host's placements in order under its lock."""
+    audit.ensure_writable()
     by_host: dict[str, list[Placement]] = {}
     for placement in placements:
         by_host.setdefault(placement.host, []).append(placement)
@@ -266,8 +267,18 @@ def backup_label(issue: int) -> str:
     return f"issue-{issue}"
 
 
-def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str) -> list[str]:
-    """The plan in words; ``backup_plan`` is phase 0's side-effect-free plan of the backup."""
+@dataclass(frozen=True)
+class Discard:
+    """What the operator allowed a recall to delete although no backup holds it."""
+
+    ignored: bool = False
+    nested: bool = False
+
+
+def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str,
+                 leftovers: Leftovers | None = None, discard: Discard = Discard()) -> list[str]:
+    """The plan in words; ``backup_plan`` is phase 0's side-effect-free plan of the backup,
+    ``leftovers`` what the removal would destroy besides."""
     a = assignment
     if backup_plan.action == "create":
         backup = (f"back up the uncommitted work in {a.worktree} ({backup_plan.reason}) to "
@@ -276,20 +287,46 @@ def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str) -
         backup = f"back up {a.worktree}: REFUSED ({backup_plan.reason}); recall would stop here"
     else:
         backup = f"back up {a.worktree}: {backup_plan.reason or backup_plan.action}"
-    return [f"stop tmux session {a.session} on {a.host}", backup,
-            f"remove the worktree {a.worktree} (branch {a.branch} and its commits stay)",
+    remove = f"remove the worktree {a.worktree} (branch {a.branch} and its commits stay)"
+    refusals = leftovers.refusals(discard_ignored=discard.ignored,
+                                  discard_nested=discard.nested) if leftovers else []
+    if refusals:
+        remove = (f"remove the worktree {a.worktree}: REFUSED ({'; '.join(refusals)}); recall "
+                  "would stop before anything is changed")
+    return [f"stop tmux session {a.session} on {a.host}", backup, remove,
             f"mark #{a.issue} recalled in the run store"]
 
 
-def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore) -> RecallOutcome:
-    """Stop the session, back the worktree up (pushed, verified), and only then remove it."""
-    from miyabi_ctl.launch import remove_worktree, stop
+def recall_notes(backup_plan: BackupPlan, leftovers: Leftovers | None,
+                 discard: Discard = Discard()) -> list[str]:
+    """What the plan should say besides its steps: the backup's notes, what removal deletes."""
+    notes = [f"backup: {n}" for n in backup_plan.notes]
+    if leftovers:
+        notes += leftovers.notes(discard_ignored=discard.ignored, discard_nested=discard.nested)
+    return notes
 
+
+def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore,
+                 discard: Discard = Discard()) -> RecallOutcome:
+    """Stop the session, back the worktree up (pushed, verified), and only then remove it.
+
+    Nested repositories with work and ignored files are in no backup: unless ``discard`` allows
+    their deletion, the recall is refused before anything is changed (and the removal script
+    checks again once the session is stopped)."""
+    from miyabi_ctl.launch import WorktreeKept, inspect_worktree, remove_worktree, stop
+
+    audit.ensure_writable()
     a = assignment
     inventory = fleet.inventory
     host = fleet.host(a.host)
     out = RecallOutcome(a, ok=False)
     with host_lock(host, host.spec.repo_path_or(inventory.repo), "recall"):
+        refusals = inspect_worktree(host, inventory, a.worktree).refusals(
+            discard_ignored=discard.ignored, discard_nested=discard.nested)
+        if refusals:
+            out.message = "not recalled, nothing changed: " + "; ".join(refusals)
+            audit.record(host.name, "recall", result="refused", error=out.message, issue=a.issue)
+            return out
         out.stopped = stop(host, a.issue)
         audit.record(host.name, "recall.stop", result="ok", issue=a.issue,
                      after={"session": a.session, "was_running": out.stopped})
@@ -300,11 +337,20 @@ def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore) -> Recal
             out.message = f"backup failed, worktree kept: {backup.message}"
             audit.record(host.name, "recall", result="failed", error=out.message, issue=a.issue)
             return out
-        remove_worktree(host, inventory, a.worktree)
+        try:
+            found = remove_worktree(host, inventory, a.worktree, discard_ignored=discard.ignored,
+                                    discard_nested=discard.nested)
+        except WorktreeKept as exc:
+            out.message = f"session stopped and work backed up, but the worktree is KEPT: {exc}"
+            audit.record(host.name, "recall.remove", result="refused", error=str(exc),
+                         issue=a.issue, backup=backup.branch)
+            return out
         out.removed = True
         audit.record(host.name, "recall.remove", result="ok", issue=a.issue,
-                     before={"worktree": a.worktree, "branch": a.branch},
-                     after={"backup": backup.branch})
+                     before={"worktree": a.worktree, "branch": a.branch,
+                             "ignored": len(found.ignored),
+                             "nested": [n.path for n in found.nested]},
+                     after={"backup": backup.branch}, discarded=vars(discard))
     store.end(a.id, "recalled", backup.message)
     out.ok = True
     out.message = (f"stopped {a.session}" if out.stopped else f"{a.session} was not running")

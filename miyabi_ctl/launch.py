@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from miyabi_ctl.errors import CommandFailed, MiyabiError
 from miyabi_ctl.inventory import Inventory
+from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.remote import run_script
 from miyabi_ctl.transport import Host
 
@@ -231,7 +233,7 @@ fi
 tmux has-session -t "=$session" 2>/dev/null && fail 12 "a tmux session $session already exists"
 cd "$repo" 2>/dev/null || fail 3 "no such directory: $repo"
 git rev-parse --git-dir >/dev/null 2>&1 || fail 3 "not a git repository: $repo"
-git fetch -q "$remote" >&2 || fail 4 "git fetch $remote failed"
+git fetch -q -- "$remote" >&2 || fail 4 "git fetch $remote failed"
 git rev-parse -q --verify "refs/remotes/$remote/$main" >/dev/null || fail 4 "no $remote/$main"
 mkdir -p "$wtdir" || fail 5 "cannot create $wtdir"
 if [ -e "$wt" ]; then
@@ -282,6 +284,8 @@ def launch(host: Host, inventory: Inventory, *, issue: int, title: str, body: st
                           f"(agents.{agent}.launch)")
     runner = runner_script(spec.launch)
     branch = branch_name(issue)
+    check_remote(inventory.repo.remote)
+    check_branch(inventory.repo.main, "repo.main")
     result = run_script(
         host, LAUNCH_SCRIPT, host.spec.repo_path_or(inventory.repo), inventory.repo.remote,
         inventory.repo.main, worktrees_dir(inventory), str(issue), agent_command(spec.launch),
@@ -385,23 +389,152 @@ def stop(host: Host, issue: int) -> bool:
     return values.get("stopped") == "yes"
 
 
-REMOVE_SCRIPT = _COMMON + r"""
-repo=$(expand "$1") wt=$2
+WORKTREE_SCRIPT = _COMMON + r"""
+repo=$(expand "$1") wt=$(expand "$2") mode=$3 discard_ignored=$4 discard_nested=$5
 cd "$repo" 2>/dev/null || fail 3 "no such directory: $repo"
-if [ -e "$wt" ]; then
-  git worktree remove --force "$wt" || fail 5 "git worktree remove $wt failed"
-fi
-git worktree prune
-echo "removed=yes"
+# What `git worktree remove --force` would destroy although no backup holds it: repositories
+# nested in the worktree (a backup records only their commit id), with their changes, ignored
+# files and commits found on none of their remotes; and the worktree's own ignored files.
+# Prints `nested=CHANGES COMMITS PATH` and `ignored=PATH` (a newline in a name shows as ?).
+inspect() {
+  [ -d "$wt" ] || { echo "absent=1"; return 0; }
+  find "$wt" -mindepth 2 -name .git -prune -print 2>/dev/null | while IFS= read -r g; do
+    d=${g%/.git}
+    changes=$(git -C "$d" status --porcelain --ignored --untracked-files=normal 2>/dev/null |
+      wc -l | tr -d ' ')
+    commits=$(git -C "$d" rev-list --count --all --not --remotes 2>/dev/null) || commits=0
+    echo "nested=${changes:-0} ${commits:-0} $(printf '%s' "${d#"$wt"/}" | tr '\n' '?')"
+  done
+  git -C "$wt" ls-files -z -o -i --exclude-standard --directory 2>/dev/null |
+    tr '\n\0' '?\n' | sed 's/^/ignored=/'
+}
+case $mode in
+  inspect) inspect ;;
+  remove)
+    if [ -e "$wt" ]; then
+      # Checked again here, right before the removal, with the session already stopped.
+      found=$(inspect)
+      printf '%s\n' "$found"
+      with_work=$(printf '%s\n' "$found" | awk '/^nested=/ { split(substr($0, 8), f, " ")
+        if (f[1] > 0 || f[2] > 0) n++ } END { print n + 0 }')
+      if [ "$discard_nested" != 1 ] && [ "$with_work" -gt 0 ]; then
+        fail 6 "nested repositories hold work that is not in the backup"
+      fi
+      if [ "$discard_ignored" != 1 ] && printf '%s\n' "$found" | grep -q '^ignored='; then
+        fail 6 "ignored files are not in the backup"
+      fi
+      git worktree remove --force "$wt" || fail 5 "git worktree remove $wt failed"
+    fi
+    git worktree prune
+    echo "removed=yes" ;;
+  *) fail 2 "unknown mode $mode" ;;
+esac
 """
 
 
-def remove_worktree(host: Host, inventory: Inventory, worktree: str) -> None:
+class WorktreeKept(MiyabiError):
+    """The worktree holds what no backup has (nested repositories, ignored files): not removed."""
+
+
+@dataclass(frozen=True)
+class NestedRepo:
+    path: str  # relative to the worktree
+    changes: int  # uncommitted, untracked or ignored files
+    commits: int  # commits on none of its remotes
+
+    @property
+    def has_work(self) -> bool:
+        return self.changes > 0 or self.commits > 0
+
+    def describe(self) -> str:
+        if not self.has_work:
+            return f"{self.path} (clean, every commit on its remotes)"
+        parts = [f"{self.changes} uncommitted or ignored files"] if self.changes else []
+        parts += [f"{self.commits} commits on no remote"] if self.commits else []
+        return f"{self.path} ({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What removing a worktree would destroy that its backup does not hold."""
+
+    nested: tuple[NestedRepo, ...] = ()
+    ignored: tuple[str, ...] = ()
+    absent: bool = False
+
+    @property
+    def nested_with_work(self) -> list[NestedRepo]:
+        return [n for n in self.nested if n.has_work]
+
+    def refusals(self, *, discard_ignored: bool, discard_nested: bool) -> list[str]:
+        """Why the worktree must not be removed without the matching --discard-* flag."""
+        reasons = []
+        if self.nested_with_work and not discard_nested:
+            reasons.append(f"{_some(n.describe() for n in self.nested_with_work)}: nested "
+                           "repositories whose files and commits are not in the backup "
+                           "(--discard-nested deletes them)")
+        if self.ignored and not discard_ignored:
+            reasons.append(f"{_some(self.ignored)}: ignored files that are not in the backup "
+                           "(--discard-ignored deletes them)")
+        return reasons
+
+    def notes(self, *, discard_ignored: bool, discard_nested: bool) -> list[str]:
+        """What removal deletes anyway (nothing lost that exists nowhere else, or --discard-*)."""
+        notes = [f"nested repository {n.describe()} is deleted with the worktree"
+                 for n in self.nested if not n.has_work]
+        if self.nested_with_work and discard_nested:
+            notes.append(f"--discard-nested: DELETES {_some(n.describe() for n in self.nested_with_work)}")
+        if self.ignored and discard_ignored:
+            notes.append(f"--discard-ignored: DELETES the ignored {_some(self.ignored)}")
+        return notes
+
+
+def _some(items: Iterable[str], limit: int = 5) -> str:
+    names = list(items)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _parse_leftovers(stdout: str) -> Leftovers:
+    nested, ignored, absent = [], [], False
+    for line in stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key == "nested":
+            changes, commits, path = value.split(" ", 2)
+            nested.append(NestedRepo(path, int(changes or 0), int(commits or 0)))
+        elif key == "ignored" and value:
+            ignored.append(value)
+        elif key == "absent":
+            absent = True
+    return Leftovers(tuple(nested), tuple(ignored), absent)
+
+
+def inspect_worktree(host: Host, inventory: Inventory, worktree: str) -> Leftovers:
+    """Read-only: the nested repositories and ignored files a removal would destroy."""
+    result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
+                        "inspect", "0", "0", timeout=120)
+    if result.exit_code != 0:
+        error = _values(result.stdout).get("error") or result.stderr.strip()
+        raise CommandFailed(host.name, f"cannot look into {worktree}: {error}", result)
+    return _parse_leftovers(result.stdout)
+
+
+def remove_worktree(host: Host, inventory: Inventory, worktree: str, *,
+                    discard_ignored: bool = False, discard_nested: bool = False) -> Leftovers:
     """Remove the issue's worktree (its branch and the run files with the log stay).
 
-    Call only after the worktree has been backed up."""
-    result = run_script(host, REMOVE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
-                        timeout=60)
+    Call only after the worktree has been backed up. The script checks again, just before the
+    removal, for nested repositories with work and ignored files, and keeps the worktree
+    (WorktreeKept) unless the matching ``discard_*`` flag says to delete them.
+    """
+    result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
+                        "remove", "1" if discard_ignored else "0", "1" if discard_nested else "0",
+                        timeout=120)
+    found = _parse_leftovers(result.stdout)
+    if result.exit_code == 6:
+        reasons = found.refusals(discard_ignored=discard_ignored, discard_nested=discard_nested)
+        raise WorktreeKept("; ".join(reasons) or _values(result.stdout).get("error", "refused"))
     if result.exit_code != 0:
         error = _values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot remove {worktree}: {error}", result)
+    return found

@@ -1,12 +1,14 @@
-"""Merge the feature branch into main on the host with the newest code, or leave it as found.
+"""Merge the feature branch into main on the host with the newest code, never in the agents' tree.
 
 ``plan_merge`` asks every host (in parallel, read-only: ``git ls-remote``, no fetch) where its
 copy of ``--from`` stands against the remote's, picks the host whose copy is most commits ahead
 and says why. ``apply_merge`` fetches there, runs the same decision on fresh facts, and in one
-script checks out ``--into``, fast-forwards it, merges ``--no-ff``, runs the check and pushes;
-any failure (conflict, failed check, rejected push, lost connection) puts the host back exactly
-as found: same branch, same HEAD, ``--into`` where it was, clean tree. ``--sync`` then
-fast-forwards the other hosts that sit on ``--into`` with a clean tree.
+script merges ``--no-ff`` in a temporary detached worktree based on ``--into``, runs the check
+there, pushes that commit and verifies it. The working tree where agents work is not used: its
+files, index and HEAD stay as they are whatever happens (a conflict, a failed check, a rejected
+push, a lost connection), and nothing a check writes reaches it. The local ``--into`` then moves
+to the merge by fast-forward only where that is safe. ``--sync`` fast-forwards the other hosts
+that sit on ``--into`` with a clean tree.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from typing import Any
 from miyabi_ctl import audit
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.locks import host_lock
+from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.remote import run_script
 from miyabi_ctl.transport import Host
 
 CHECK_TIMEOUT_S = 1800.0
+GIT_TIMEOUT_S = 300.0  # a fetch, ls-remote or push over a slow link
 
 
 @cache
@@ -38,12 +42,14 @@ class BranchState:
     error: str | None = None
     head: str | None = None
     branch: str | None = None
+    top: str | None = None
     dirty: int = 0
     busy: str | None = None
     from_local: str | None = None
     from_remote: str | None = None
     into_local: str | None = None
     into_remote: str | None = None
+    into_at: str | None = None  # the worktree that has --into checked out, if any
     from_ahead: int = 0
     from_relation: str = "none"  # ahead, same, behind, diverged, none (no local branch)
     remote_error: str | None = None
@@ -91,16 +97,18 @@ class MergeOutcome:
     message: str
     merged: str | None = None
     pushed: bool = False
+    local: str | None = None  # the local --into: fast-forwarded, updated, created, none, or None
     conflicts: list[str] = field(default_factory=list)
     check_output: list[str] = field(default_factory=list)
-    restored: bool | None = None
+    notes: list[str] = field(default_factory=list)
     sync: list[SyncStep] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "message": self.message, "host": self.plan.host,
-                "merged": self.merged, "pushed": self.pushed, "conflicts": self.conflicts,
-                "check_output": self.check_output, "restored": self.restored,
-                "sync": [vars(s) for s in self.sync], "plan": self.plan.to_json()}
+                "merged": self.merged, "pushed": self.pushed, "local": self.local,
+                "conflicts": self.conflicts, "check_output": self.check_output,
+                "notes": self.notes, "sync": [vars(s) for s in self.sync],
+                "plan": self.plan.to_json()}
 
 
 # -- facts and decision -----------------------------------------------------------------------
@@ -122,12 +130,13 @@ def _multi(text: str, key: str) -> list[str]:
 def read_state(host: Host, path: str, remote: str, from_: str, into: str, *,
                fetch: bool) -> BranchState:
     result = run_script(host, merge_script(), "facts", path, remote, from_, into,
-                        "1" if fetch else "0", timeout=300)
+                        "1" if fetch else "0", timeout=GIT_TIMEOUT_S)
     v = _values(result.stdout)
     state = BranchState(host.name)
     state.error = v.get("refuse") or v.get("error") or (
         None if result.exit_code == 0 else (result.stderr.strip().splitlines() or ["?"])[-1])
     state.head, state.branch = v.get("head") or None, v.get("branch") or None
+    state.top, state.into_at = v.get("top") or None, v.get("into_at") or None
     state.dirty = int(v.get("dirty", "0") or 0)
     state.busy = v.get("busy")
     state.from_local, state.from_remote = v.get("from_local") or None, v.get("from_remote") or None
@@ -184,17 +193,24 @@ def decide(from_: str, into: str, remote: str, states: dict[str, BranchState],
         plan.reason = f"{remote} has no {into} branch"
         return plan
     if chosen.busy:
+        # A rebase of --from in progress: the branch is about to be rewritten under the merge.
         plan.reason = f"{chosen.host}: a merge, rebase or cherry-pick is in progress ({chosen.busy})"
-        return plan
-    if chosen.dirty:
-        plan.reason = (f"{chosen.host}'s working tree is not clean ({chosen.dirty} changes): back "
-                       f"it up first with `miyabi-ctl phase0 backup {chosen.host} --clean --apply`")
         return plan
     if plan.source == chosen.into_remote:
         plan.action, plan.reason = "nothing", f"{from_} is the same commit as {remote}/{into}"
         return plan
     plan.action = "merge"
-    plan.reason = f"merge {plan.source_name} ({plan.source[:12]}) into {into} on {chosen.host}"
+    plan.reason = (f"merge {plan.source_name} ({plan.source[:12]}) into {into} on {chosen.host}, "
+                   "in a temporary worktree")
+    if chosen.dirty:
+        plan.notes.append(f"{chosen.host} has {chosen.dirty} uncommitted changes: they are not "
+                          f"part of the merge (only commits are) and its working tree is not touched")
+    if chosen.into_at and chosen.into_at != chosen.top:
+        plan.notes.append(f"{chosen.host}'s {into} is checked out in {chosen.into_at}: it will "
+                          f"not be fast-forwarded there")
+    elif chosen.into_at and (chosen.dirty or chosen.busy):
+        plan.notes.append(f"{chosen.host}'s working tree is on {into} and not clean: its {into} "
+                          "will not be fast-forwarded")
     for name, s in states.items():
         if name == chosen.host:
             continue
@@ -217,11 +233,22 @@ def _describe(s: BranchState, from_: str, remote: str) -> str:
         + f" vs {remote}'s"
 
 
+def _deadline(fleet: Fleet, script_s: float, quick_commands: int = 0) -> float:
+    """The fleet deadline for a step: connect, the script's own timeout, and ``quick_commands``
+    other round trips (lock, release) at the fleet's command timeout, with a little slack."""
+    settings = fleet.settings
+    return settings.connect_timeout + script_s + quick_commands * settings.command_timeout + 10.0
+
+
 def plan_merge(fleet: Fleet, *, from_: str, into: str, on: str | None = None) -> MergePlan:
     """Read-only: ask every host where it stands (ls-remote, no fetch) and decide."""
     inv = fleet.inventory
+    check_branch(from_, "--from")
+    check_branch(into, "--into")
+    check_remote(inv.repo.remote)
     outcomes = fleet.map(lambda h: read_state(h, h.spec.repo_path_or(inv.repo), inv.repo.remote,
-                                              from_, into, fetch=False))
+                                              from_, into, fetch=False),
+                         deadline_s=_deadline(fleet, GIT_TIMEOUT_S))
     states = {o.host: o.value if o.value else BranchState(o.host, error=str(o.error))
               for o in outcomes}
     return decide(from_, into, inv.repo.remote, states, on)
@@ -231,9 +258,10 @@ def plan_merge(fleet: Fleet, *, from_: str, into: str, on: str | None = None) ->
 
 def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push: bool = True,
                 sync: bool = False, check_timeout: float = CHECK_TIMEOUT_S) -> MergeOutcome:
-    """Fetch on the chosen host, decide again on fresh facts, merge or put it back as found."""
+    """Fetch on the chosen host, decide again on fresh facts, merge in a temporary worktree."""
     if plan.action != "merge" or plan.host is None:
         return MergeOutcome(plan, ok=plan.action == "nothing", message=plan.reason)
+    audit.ensure_writable()
     inv = fleet.inventory
     host = fleet.host(plan.host)
     path = host.spec.repo_path_or(inv.repo)
@@ -244,31 +272,36 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
         if plan.action != "merge":
             audit.record(host.name, "merge", result="refused", error=plan.reason)
             return MergeOutcome(plan, ok=plan.action == "nothing", message=plan.reason)
-        assert plan.source and fresh.head
+        assert plan.source
         result = run_script(host, merge_script(), "merge", path, plan.remote, plan.from_,
-                            plan.into, plan.source, fresh.head, fresh.branch or "", check or "",
-                            str(int(check_timeout)), "1" if push else "0",
-                            timeout=check_timeout + 300)
+                            plan.into, plan.source, check or "", str(int(check_timeout)),
+                            "1" if push else "0", timeout=check_timeout + 3 * GIT_TIMEOUT_S)
     v = _values(result.stdout)
     out = MergeOutcome(plan, ok=v.get("done") == "1", message="", merged=v.get("merged"),
-                       pushed=v.get("pushed") == "1", conflicts=_multi(result.stdout, "conflict"),
-                       check_output=_multi(result.stdout, "check_out"))
-    if "restored" in v or "restore_failed" in v:
-        out.restored = "restored" in v
+                       pushed=v.get("pushed") == "1", local=v.get("local"),
+                       conflicts=_multi(result.stdout, "conflict"),
+                       check_output=_multi(result.stdout, "check_out"),
+                       notes=_multi(result.stdout, "note"))
     before = {"branch": fresh.branch, "head": fresh.head, "into": fresh.into_local,
               "remote_into": fresh.into_remote}
     if out.ok:
         where = f"pushed to {plan.remote}/{plan.into}" if out.pushed else "not pushed (--no-push)"
-        out.message = f"merged {plan.source_name} into {plan.into} as {out.merged}, {where}"
+        local = {"fast-forwarded": f"; the working tree's {plan.into} fast-forwarded",
+                 "updated": f"; the local {plan.into} fast-forwarded",
+                 "created": f"; the local {plan.into} created there"}.get(out.local or "", "")
+        out.message = f"merged {plan.source_name} into {plan.into} as {out.merged}, {where}{local}"
         audit.record(host.name, "merge", result="ok", before=before,
-                     after={"into": out.merged, "pushed": out.pushed}, source=plan.source)
+                     after={"into": out.merged, "pushed": out.pushed, "local": out.local},
+                     source=plan.source, notes=out.notes)
     else:
         error = v.get("refuse") or v.get("error") or result.stderr.strip() or f"exit {result.exit_code}"
-        state = {True: "host left exactly as found", False: "COULD NOT RESTORE the host: "
-                 + v.get("restore_failed", "?"), None: "nothing was changed"}[out.restored]
-        out.message = f"{error}; {state}"
+        if out.pushed:
+            out.message = f"{error} (the merge {out.merged} WAS pushed to {plan.remote}/{plan.into})"
+        else:
+            out.message = (f"{error}; nothing was pushed, and the host's working tree, index and "
+                           "HEAD were not touched")
         audit.record(host.name, "merge", result="failed", before=before, error=error,
-                     conflicts=out.conflicts, restored=out.restored)
+                     conflicts=out.conflicts, pushed=out.pushed, notes=out.notes)
     if out.ok and sync:
         if out.pushed and out.merged:
             out.sync = sync_hosts(fleet, plan, out.merged)
@@ -292,7 +325,7 @@ def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
         path = host.spec.repo_path_or(inv.repo)
         with host_lock(host, path, "phase0 merge --sync"):
             result = run_script(host, merge_script(), "sync", path, plan.remote, plan.from_,
-                                plan.into, target, timeout=300)
+                                plan.into, target, timeout=GIT_TIMEOUT_S)
         v = _values(result.stdout)
         if v.get("done") == "1":
             audit.record(host.name, "merge.sync", result="ok", before={"head": v.get("before")},
@@ -305,7 +338,7 @@ def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
         return SyncStep(host.name, "skip", reason, ok="refuse" in v)
 
     steps = []
-    for outcome in fleet.map(one):
+    for outcome in fleet.map(one, deadline_s=_deadline(fleet, GIT_TIMEOUT_S, quick_commands=2)):
         if outcome.host == plan.host:
             continue
         steps.append(outcome.value if outcome.value else

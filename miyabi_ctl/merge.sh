@@ -2,9 +2,12 @@
 # POSIX sh. Prints key=value lines for miyabi_ctl/merge.py.
 #
 #   facts  PATH REMOTE FROM INTO FETCH        where this host stands (FETCH=1 fetches first)
-#   merge  PATH REMOTE FROM INTO SOURCE HEAD BRANCH CHECK CHECK_TIMEOUT PUSH
-#          check out INTO, fast-forward it to REMOTE's, merge SOURCE --no-ff, run CHECK, push;
-#          on any failure put the host back exactly as found (branch, HEAD, clean tree)
+#   merge  PATH REMOTE FROM INTO SOURCE CHECK CHECK_TIMEOUT PUSH
+#          merge SOURCE --no-ff onto INTO in a temporary detached worktree, run CHECK there,
+#          push that commit to REMOTE's INTO and verify it, then move the local INTO to it by
+#          fast-forward only where that is safe. The working tree the agents use, its index and
+#          HEAD are never touched (except that fast-forward when the tree is on INTO and clean),
+#          and the temporary worktree is always removed, whatever happens.
 #   sync   PATH REMOTE FROM INTO TARGET       fast-forward INTO (checked out, clean) to TARGET
 LC_ALL=C
 export LC_ALL
@@ -22,32 +25,55 @@ top=$(git rev-parse --show-toplevel 2>/dev/null) || refuse "not a git repository
 cd "$top" || fail "cannot enter $top"
 gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-merge.XXXXXX") || fail "mktemp failed"
-trap 'rm -rf "$tmp"' EXIT
+wt=
+# Whatever ends the script (success, failure, a lost connection), the temporary worktree goes.
+cleanup() {
+  cd "$top" 2>/dev/null
+  [ -n "$wt" ] && [ -e "$wt" ] && git worktree remove --force "$wt" >/dev/null 2>&1
+  rm -rf "$tmp"
+  [ -n "$wt" ] && git worktree prune >/dev/null 2>&1
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 141' PIPE
 export GIT_TERMINAL_PROMPT=0
 # This script arrives on stdin: every command that might read stdin gets </dev/null instead.
 
 sha_of() { git rev-parse -q --verify "$1^{commit}" 2>/dev/null; }
-dirty_count() { git status --porcelain -z 2>/dev/null | tr -cd '\0' | wc -c | tr -d ' '; }
+# Changes of every kind, untracked files included whatever status.showUntrackedFiles says.
+dirty_count() {
+  git -C "${1:-.}" status --porcelain -z --untracked-files=normal 2>/dev/null |
+    tr -cd '\0' | wc -c | tr -d ' '
+}
 busy() {
   for state in MERGE_HEAD CHERRY_PICK_HEAD REVERT_HEAD rebase-merge rebase-apply; do
     [ -e "$gitdir/$state" ] && { echo "$state"; return 0; }
   done
   return 1
 }
+# The worktree (this one or another) that has INTO checked out, if any.
+into_checked_out_at() {
+  git worktree list --porcelain 2>/dev/null |
+    awk -v want="branch refs/heads/$into" '/^worktree / { wt = substr($0, 10) } $0 == want { print wt; exit }'
+}
 
 facts() {
   fetch=$1
   if [ "$fetch" = 1 ]; then
-    git fetch -q "$remote" 2>"$tmp/err" </dev/null || fail "git fetch $remote failed: $(tail -n 1 "$tmp/err")"
+    git fetch -q -- "$remote" 2>"$tmp/err" </dev/null || fail "git fetch $remote failed: $(tail -n 1 "$tmp/err")"
     say fetched 1
   fi
+  say top "$top"
   say head "$(sha_of HEAD)"
   b=$(git symbolic-ref -q --short HEAD) && say branch "$b"
   say dirty "$(dirty_count)"
   state=$(busy) && say busy "$state"
   say from_local "$(sha_of "refs/heads/$from")"
   say into_local "$(sha_of "refs/heads/$into")"
-  git ls-remote "$remote" "refs/heads/$from" "refs/heads/$into" >"$tmp/ls" 2>"$tmp/err" </dev/null ||
+  say into_at "$(into_checked_out_at)"
+  git ls-remote -- "$remote" "refs/heads/$from" "refs/heads/$into" >"$tmp/ls" 2>"$tmp/err" </dev/null ||
     { say remote_error "$(tail -n 1 "$tmp/err")"; return 0; }
   rfrom=$(awk -v r="refs/heads/$from" '$2 == r { print $1 }' "$tmp/ls")
   rinto=$(awk -v r="refs/heads/$into" '$2 == r { print $1 }' "$tmp/ls")
@@ -82,30 +108,6 @@ ident() {
   }
 }
 
-# Put the host back exactly as found: original branch (or detached HEAD), original HEAD, INTO
-# where it was (or gone if it did not exist), clean tree. Untracked files were none at the start.
-put_back() {
-  trap - HUP INT TERM PIPE
-  [ -f "$gitdir/MERGE_HEAD" ] && git merge --abort >/dev/null 2>&1
-  if [ -n "$orig_branch" ]; then git checkout -q -f "$orig_branch"
-  else git checkout -q -f --detach "$orig_head"; fi
-  git reset -q --hard "$orig_head"
-  git clean -fdq
-  if [ "$orig_branch" != "$into" ]; then
-    if [ -n "$into_before" ]; then git update-ref "refs/heads/$into" "$into_before"
-    else git branch -q -D "$into" >/dev/null 2>&1; fi
-  fi
-  now_branch=$(git symbolic-ref -q --short HEAD)
-  if [ "$(sha_of HEAD)" = "$orig_head" ] && [ "$now_branch" = "$orig_branch" ] &&
-     [ "$(dirty_count)" = 0 ] && [ "$(sha_of "refs/heads/$into")" = "$into_before" ]; then
-    say restored 1
-  else
-    say restore_failed "HEAD $(sha_of HEAD) on ${now_branch:-detached}, $(dirty_count) changes"
-  fi
-}
-
-abort() { say error "$1"; put_back; exit 1; }
-
 run_check() {
   check=$1 limit=$2
   if command -v timeout >/dev/null 2>&1; then timeout "$limit" sh -c "$check"
@@ -113,60 +115,100 @@ run_check() {
   else sh -c "$check"; fi
 }
 
+# Move the local INTO from OLD to NEW, by fast-forward only, without touching anyone's files:
+# in the working tree only when it is on INTO and clean; by update-ref when INTO is checked out
+# nowhere; otherwise leave it, with a note. Prints local=<what happened>.
+update_local_into() {
+  new=$1 old=$2
+  at=$(into_checked_out_at)
+  if [ -z "$old" ]; then
+    if [ "$push" = 1 ]; then say local none; return 0; fi
+    git update-ref -m "miyabi-ctl merge" "refs/heads/$into" "$new" "" 2>"$tmp/err" ||
+      { say note "cannot create the local $into: $(tail -n 1 "$tmp/err")"; return 1; }
+    say local created; return 0
+  fi
+  if [ -z "$at" ]; then
+    git update-ref -m "miyabi-ctl merge: fast-forward" "refs/heads/$into" "$new" "$old" 2>"$tmp/err" ||
+      { say note "the local $into moved during the merge: not updated ($(tail -n 1 "$tmp/err"))"; return 1; }
+    say local updated; return 0
+  fi
+  if [ "$at" != "$top" ]; then
+    say note "the local $into is checked out in $at: not updated (fast-forward it there)"
+    return 1
+  fi
+  if state=$(busy); then
+    say note "the working tree is on $into with a $state in progress: $into not fast-forwarded"
+    return 1
+  fi
+  if [ "$(dirty_count)" != 0 ]; then
+    say note "the working tree is on $into with uncommitted changes: $into not fast-forwarded (git merge --ff-only $remote/$into there once it is clean)"
+    return 1
+  fi
+  git merge -q --ff-only "$new" >"$tmp/err" 2>&1 </dev/null ||
+    { say note "cannot fast-forward $into in the working tree: $(tail -n 1 "$tmp/err")"; return 1; }
+  say local fast-forwarded
+}
+
 merge() {
-  source=$1 expect_head=$2 expect_branch=$3 check=$4 check_timeout=$5 push=$6
-  orig_head=$(sha_of HEAD) || refuse "the repository has no commits"
-  orig_branch=$(git symbolic-ref -q --short HEAD)
-  into_before=$(sha_of "refs/heads/$into")
-  [ "$orig_head" = "$expect_head" ] && [ "$orig_branch" = "$expect_branch" ] ||
-    refuse "the host moved since the plan (now ${orig_branch:-detached} at $orig_head): plan again"
-  state=$(busy) && refuse "a merge, rebase or cherry-pick is in progress ($state)"
-  [ "$(dirty_count)" = 0 ] || refuse "the working tree is not clean: back it up with \`phase0 backup --clean\` first"
-  say orig_head "$orig_head"
-  say orig_branch "$orig_branch"
-  trap 'abort "interrupted"' HUP INT TERM PIPE
+  source=$1 check=$2 check_timeout=$3 push=$4
+  sha_of "$source" >/dev/null || refuse "no such commit: $source"
+  rinto=$(sha_of "refs/remotes/$remote/$into") || refuse "$remote has no $into branch"
+  linto=$(sha_of "refs/heads/$into")
+  # The base is INTO as `git checkout INTO && git pull --ff-only` would leave it: the remote's,
+  # or the local one when it holds the remote's and more (those commits are pushed too).
+  base=$rinto
+  if [ -n "$linto" ] && [ "$linto" != "$rinto" ]; then
+    if git merge-base --is-ancestor "$rinto" "$linto"; then base=$linto
+    elif ! git merge-base --is-ancestor "$linto" "$rinto"; then
+      refuse "the local $into has commits that $remote/$into does not, and the other way round (diverged): reconcile them by hand first"
+    fi
+  fi
+  if [ "$push" != 1 ]; then
+    # Without a push the local INTO is the only place the merge can go: it must be movable.
+    at=$(into_checked_out_at)
+    if [ -n "$at" ] && [ "$at" != "$top" ]; then
+      refuse "--no-push keeps the merge on the local $into, but $into is checked out in $at"
+    elif [ -n "$at" ] && { busy >/dev/null || [ "$(dirty_count)" != 0 ]; }; then
+      refuse "--no-push keeps the merge on the local $into, but the working tree is on $into and not clean"
+    fi
+  fi
+  say into_base "$base"
   ident
-  if [ -n "$into_before" ]; then
-    git checkout -q "$into" 2>"$tmp/err" || abort "cannot check out $into: $(tail -n 1 "$tmp/err")"
-  else
-    git checkout -q -b "$into" "refs/remotes/$remote/$into" 2>"$tmp/err" ||
-      abort "cannot create $into from $remote/$into: $(tail -n 1 "$tmp/err")"
-  fi
-  if sha_of "refs/remotes/$remote/$into" >/dev/null; then
-    git merge -q --ff-only "refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
-      abort "$into has commits that $remote/$into does not (diverged): cannot fast-forward it"
-  fi
-  say into_base "$(sha_of HEAD)"
-  if ! git merge -q --no-ff --no-edit -m "Merge branch '$from' into $into" "$source" \
+  wt=$tmp/wt
+  git worktree add --detach "$wt" "$base" >"$tmp/err" 2>&1 </dev/null ||
+    fail "cannot create a temporary worktree: $(tail -n 1 "$tmp/err")"
+  if ! git -C "$wt" merge -q --no-ff --no-edit -m "Merge branch '$from' into $into" "$source" \
        >"$tmp/merge.out" 2>&1 </dev/null; then
-    git diff --name-only --diff-filter=U >"$tmp/conflicts" 2>/dev/null
+    git -C "$wt" diff --name-only --diff-filter=U >"$tmp/conflicts" 2>/dev/null
     while IFS= read -r f; do say conflict "$f"; done <"$tmp/conflicts"
-    abort "merging $from into $into conflicts in $(wc -l <"$tmp/conflicts" | tr -d ' ') files"
+    n=$(wc -l <"$tmp/conflicts" | tr -d ' ')
+    [ "$n" -gt 0 ] && fail "merging $from into $into conflicts in $n files"
+    fail "git merge failed: $(grep -v '^ *$' "$tmp/merge.out" | tail -n 1)"
   fi
-  merged=$(sha_of HEAD)
+  merged=$(git -C "$wt" rev-parse HEAD) || fail "cannot read the merge commit"
   say merged "$merged"
   if [ -n "$check" ]; then
-    # stdin is this script: the check must not read it
-    run_check "$check" "$check_timeout" >"$tmp/check.out" 2>&1 </dev/null
+    # In the temporary worktree; $MIYABI_REPO names the host's repository (for its tools).
+    # stdin is not the script's: the check must not read it.
+    (cd "$wt" && MIYABI_REPO=$top && export MIYABI_REPO && run_check "$check" "$check_timeout") \
+      >"$tmp/check.out" 2>&1 </dev/null
     rc=$?
     say check_rc "$rc"
     if [ "$rc" != 0 ]; then
       tail -n 20 "$tmp/check.out" | while IFS= read -r line; do say check_out "$line"; done
-      abort "the check failed (exit $rc)"
+      fail "the check failed (exit $rc)"
     fi
   fi
   if [ "$push" = 1 ]; then
-    git push -q "$remote" "refs/heads/$into:refs/heads/$into" 2>"$tmp/err" </dev/null ||
-      abort "push of $into to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
-    r=$(git ls-remote "$remote" "refs/heads/$into" </dev/null | cut -f1)
-    [ "$r" = "$merged" ] || abort "$remote's $into is $r after the push, not $merged"
+    # The merge commit itself (not HEAD: a check that commits must not push its commits).
+    git push -q -- "$remote" "$merged:refs/heads/$into" 2>"$tmp/err" </dev/null ||
+      fail "push of the merge to $remote/$into failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
+    r=$(git ls-remote -- "$remote" "refs/heads/$into" </dev/null | cut -f1)
+    [ "$r" = "$merged" ] || fail "$remote's $into is ${r:-missing} after the push, not $merged"
     say pushed 1
   fi
-  trap - HUP INT TERM PIPE
-  # Back to where the host was (its sessions were on that branch); INTO keeps the merge.
-  if [ "$orig_branch" != "$into" ]; then
-    if [ -n "$orig_branch" ]; then git checkout -q "$orig_branch"
-    else git checkout -q --detach "$orig_head"; fi || say warning "left on $into: cannot switch back"
+  if ! update_local_into "$merged" "$linto" && [ "$push" != 1 ]; then
+    fail "not pushed, and the local $into could not take the merge $merged"
   fi
   say done 1
 }
@@ -180,7 +222,7 @@ sync() {
   before=$(sha_of HEAD)
   say before "$before"
   [ "$before" = "$target" ] && { say after "$before"; say done 1; exit 0; }
-  git fetch -q "$remote" "+refs/heads/$into:refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
+  git fetch -q -- "$remote" "+refs/heads/$into:refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
     fail "git fetch failed: $(tail -n 1 "$tmp/err")"
   git merge -q --ff-only "$target" 2>"$tmp/err" </dev/null ||
     refuse "$into has local commits that $remote/$into does not: cannot fast-forward"

@@ -12,11 +12,16 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from miyabi_ctl import audit
+from miyabi_ctl.agents import AgentSession
 from miyabi_ctl.backup import BackupOutcome, BackupPlan, apply_backup, plan_backup
+from miyabi_ctl.errors import HostError
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.locks import host_lock
 from miyabi_ctl.merge import MergeOutcome, MergePlan, apply_merge, decide, plan_merge
+from miyabi_ctl.names import check_remote
 from miyabi_ctl.prune import PrunePlan, Selection, apply_prune, plan_prune, prune_ok
+from miyabi_ctl.status import probe_host
 from miyabi_ctl.transport import Host
 
 SLOW_DEADLINE_S = 1800.0  # pushes of big trees and --grace waits outlast the probe deadline
@@ -29,7 +34,7 @@ def _repo(fleet: Fleet, host: Host) -> str:
 # -- backup -----------------------------------------------------------------------------------
 
 def plan_backups(fleet: Fleet, today: dt.date | None = None) -> list[BackupPlan]:
-    remote = fleet.inventory.repo.remote
+    remote = check_remote(fleet.inventory.repo.remote)
     outcomes = fleet.map(lambda h: plan_backup(h, _repo(fleet, h), label=h.name, remote=remote,
                                                today=today), deadline_s=SLOW_DEADLINE_S)
     return [o.value if o.value else BackupPlan(o.host, "", o.host, "refuse", reason=str(o.error))
@@ -39,8 +44,9 @@ def plan_backups(fleet: Fleet, today: dt.date | None = None) -> list[BackupPlan]
 def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: bool,
                   today: dt.date | None = None) -> dict[str, BackupOutcome]:
     """Back up every host whose plan has work to save; each under its own lock."""
+    audit.ensure_writable()
     by_host = {p.host: p for p in plans}
-    remote = fleet.inventory.repo.remote
+    remote = check_remote(fleet.inventory.repo.remote)
 
     def one(host: Host) -> BackupOutcome:
         plan = by_host[host.name]
@@ -52,8 +58,20 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
                                  action="refuse", plan=plan)
         path = _repo(fleet, host)
         with host_lock(host, path, "phase0 backup"):
+            sessions: list[AgentSession] = []
+            if clean:
+                # The sessions now, under the lock: the script will not clean under any of them.
+                try:
+                    sessions = probe_host(host, fleet).sessions
+                except HostError as exc:
+                    out = apply_backup(host, path, label=host.name, remote=remote, push=push,
+                                       clean=False, today=today)
+                    if out.ok:
+                        out.ok = False
+                        out.message += f"; not cleaned: cannot see the host's sessions ({exc.message})"
+                    return out
             return apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                clean=clean, today=today)
+                                clean=clean, sessions=sessions, today=today)
 
     return {o.host: o.value if o.value else
             BackupOutcome(None, None, False, False, False, str(o.error), ok=False, action="error")
@@ -64,6 +82,7 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
 
 def apply_prunes(fleet: Fleet, plans: list[PrunePlan], *, grace: float, force: bool,
                  skip: set[str] | frozenset[str] = frozenset()) -> list[PrunePlan]:
+    audit.ensure_writable()
     by_host = {p.host: p for p in plans}
 
     def one(host: Host) -> PrunePlan:
@@ -128,21 +147,20 @@ def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: b
 
 
 def _after_backup(merge: MergePlan, backups: list[BackupPlan], clean: bool) -> MergePlan:
-    """With --clean, a host whose work the backup saves will be clean when the merge runs."""
+    """With --clean, a host whose work the backup saves will be clean when the merge runs (which
+    matters to --sync, and to whether the merge host's checked-out --into can be fast-forwarded)."""
     if not clean:
         return merge
     saved = {b.host for b in backups if b.action in ("create", "exists")}
     states = {n: dataclasses.replace(s, dirty=0) if n in saved else s
               for n, s in merge.states.items()}
-    again = decide(merge.from_, merge.into, merge.remote, states)
-    if again.host in saved:
-        again.notes.append(f"{again.host} is clean only after its backup with --clean")
-    return again
+    return decide(merge.from_, merge.into, merge.remote, states)
 
 
 def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: float,
               force: bool = False, check: str | None = None, sync: bool = False,
               today: dt.date | None = None) -> RunOutcome:
+    audit.ensure_writable()
     backups = apply_backups(fleet, plan.backups, push=push, clean=clean, today=today)
     failed = {h for h, b in backups.items() if not b.ok}
     out = RunOutcome(backups, None, None)
@@ -157,5 +175,9 @@ def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: fl
                                on=plan.merge.host if plan.merge.action == "merge" else None)
             if fresh.host != plan.merge.host and plan.merge.host is not None:
                 fresh.notes.append(f"planned on {plan.merge.host}")
-            out.merge = apply_merge(fleet, fresh, check=check, push=push, sync=sync)
+            try:
+                out.merge = apply_merge(fleet, fresh, check=check, push=push, sync=sync)
+            except Exception as exc:  # locked, timed out, gone: the steps before stay reported
+                out.merge = MergeOutcome(fresh, ok=False,
+                                         message=f"not merged: {str(exc) or type(exc).__name__}")
     return out

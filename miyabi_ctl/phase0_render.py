@@ -88,6 +88,7 @@ def merge_result_lines(out: MergeOutcome) -> list[str]:
     if out.check_output:
         lines.append("  check output (last lines):")
         lines.extend(f"    {line}" for line in out.check_output)
+    lines.extend(f"  note: {n}" for n in out.notes)
     for step in out.sync:
         lines.append(f"  sync {step.host}: {step.action}: {step.reason}"
                      + ("" if step.ok else " (FAILED)"))
@@ -97,7 +98,8 @@ def merge_result_lines(out: MergeOutcome) -> list[str]:
 def audit_table(entries: list[dict[str, Any]], *, plain: bool = False) -> Table:
     table = _table("TIME", "HOST", "ACTION", "RESULT", "DETAIL", plain=plain)
     for e in entries:
-        detail = e.get("error") or ", ".join(f"{k}={v}" for k, v in (e.get("after") or {}).items())
+        after = e.get("after") if isinstance(e.get("after"), dict) else {}
+        detail = e.get("error") or ", ".join(f"{k}={v}" for k, v in after.items())
         table.add_row(str(e.get("time", "")), str(e.get("host", "")), str(e.get("action", "")),
                       str(e.get("result", "")), str(detail))
     return table

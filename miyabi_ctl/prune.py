@@ -237,7 +237,7 @@ def apply_prune(host: Host, plan: PrunePlan, *, repo_path: str, grace: float,
                     a.reason = "the backup failed, so it was not killed: " + a.reason
         targets = [a for a in plan.to_kill if a.start and a.exe]
         if targets:
-            entries = [f"{a.pid}:{a.start}:{a.exe}" for a in targets]
+            entries = [word for a in targets for word in (str(a.pid), a.start, a.exe)]
             result = run_script(host, prune_script(), "kill", str(max(0, int(grace))), *entries,
                                 timeout=grace + 30 * len(targets) + 30)
             results = {}
@@ -247,6 +247,9 @@ def apply_prune(host: Host, plan: PrunePlan, *, repo_path: str, grace: float,
                     results[int(pid)] = what
             for a in targets:
                 a.result = results.get(a.pid, "unknown")
+                if a.result == "mismatch":
+                    a.reason += ("; NOT ended: the pid now has another start time or executable "
+                                 "than when it was planned, so it was not signalled")
                 audit.record(host.name, "prune.kill",
                              result="ok" if a.result in ("terminated", "killed", "gone") else "failed",
                              before={"pid": a.pid, "agent": a.agent, "age_s": a.age_s,
@@ -263,10 +266,11 @@ def apply_prune(host: Host, plan: PrunePlan, *, repo_path: str, grace: float,
 def prune_ok(plan: PrunePlan) -> bool:
     """Every planned kill ended its session, and no backup failed on the way.
 
-    ``mismatch`` (the pid now belongs to another process) means the session itself is gone.
+    ``mismatch`` is not success: the process was not signalled, because what holds the pid is not
+    provably the planned session (a reused pid, an exec, or a start time that cannot be read).
     """
     if plan.error:
         return False
-    return all(a.result in ("terminated", "killed", "gone", "mismatch")
+    return all(a.result in ("terminated", "killed", "gone")
                for a in plan.sessions if a.action == "kill") and \
         not any(a.result == "backup-failed" for a in plan.sessions)

@@ -1,9 +1,13 @@
 # miyabi-ctl prune, sent on stdin (miyabi_ctl/remote.py) with the arguments `MODE ...`. POSIX sh (Linux, macOS).
 #
 #   ident PID...                    print `ident=PID START EXE` for each live process
-#   kill GRACE PID:START:EXE...     SIGTERM each session and its descendants, wait up to GRACE
+#   kill GRACE PID START EXE [PID START EXE]...
+#                                   SIGTERM each session and its descendants, wait up to GRACE
 #                                   seconds, SIGKILL survivors; a pid whose start time or
-#                                   executable changed is never signalled
+#                                   executable changed is never signalled (`mismatch`)
+#
+# START never holds a space or a colon (it is kept in `pid:start` words below): the kernel's
+# clock ticks from /proc on Linux, `ps -o lstart` with both turned into `_` elsewhere (macOS).
 LC_ALL=C
 export LC_ALL
 mode=$1
@@ -14,7 +18,8 @@ start_of() {
   if [ -r "/proc/$1/stat" ]; then
     sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
   else
-    ps -o lstart= -p "$1" 2>/dev/null | tr -s ' ' '_'
+    # `Mon Nov  4 10:00:00 2025` -> `Mon_Nov_4_10_00_00_2025`
+    ps -o lstart= -p "$1" 2>/dev/null | sed 's/^ *//; s/ *$//' | tr -s ' :' '__'
   fi
 }
 exe_of() { ps -o args= -p "$1" 2>/dev/null | awk '{ n = split($1, p, "/"); print p[n]; exit }'; }
@@ -46,9 +51,9 @@ case $mode in
     shift
     trees=$(mktemp "${TMPDIR:-/tmp}/miyabi-prune.XXXXXX") || { echo "error=mktemp failed"; exit 1; }
     trap 'rm -f "$trees"' EXIT
-    for entry in "$@"; do
-      pid=${entry%%:*} rest=${entry#*:}
-      start=${rest%%:*} exe=${rest#*:}
+    while [ $# -ge 3 ]; do
+      pid=$1 start=$2 exe=$3
+      shift 3
       if ! alive "$pid"; then echo "result=$pid gone"; continue; fi
       if ! same "$pid" "$start" || [ "$(exe_of "$pid")" != "$exe" ]; then
         echo "result=$pid mismatch"; continue

@@ -98,6 +98,14 @@ def test_backlog_file_errors_name_the_issue(tmp_path: Path) -> None:
     assert (three.number, three.depends, three.priority, one.priority) == (3, (1,), "P2", "P0")
 
 
+def test_backlog_file_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("issues:\n  - number: 1\n    title: café\n".encode("latin-1"))
+    with pytest.raises(BacklogError) as info:
+        load_backlog_file(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 36: b'\\xe9'); save it as UTF-8"
+
+
 # -- placement ------------------------------------------------------------------------------------
 
 def host(name: str, *, load: float = 1.0, cpus: int = 8, sessions: int = 0, max_sessions: int | None = 4,

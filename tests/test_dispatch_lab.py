@@ -334,3 +334,63 @@ def test_assign_checks_like_dispatch_and_force_is_loud(dp: DispatchLab, tmp_path
     doc = json.loads(cli("assign", "1", "dp-mugen", "--json", *args, state=tmp_path).stdout)
     assert [(a["issue"], a["host"]) for a in doc["assignments"]] == [(1, "dp-mugen")]
     assert not (tmp_path / "runs.sqlite").exists() or sqlite_rows(tmp_path) == []
+
+
+def test_recall_refuses_to_delete_nested_repos_and_ignored_files_no_backup_holds(
+        lab: Lab, tmp_path: Path) -> None:
+    host = lab.add_host("fx-recall", load=(0.2, 0.2, 0.2), cpus=2)
+    install_fake_agent(host)
+    backlog = tmp_path / "backlog.yaml"
+    backlog.write_text(yaml.safe_dump({"issues": [{"number": 8201, "title": "nested work"}]}))
+    fleet = write_fleet(tmp_path / "fleet.yaml", lab, {
+        "fx-recall": ssh_entry(host, lab, max_sessions=2)}, extra=f"backlog:\n  file: {backlog}\n")
+    args = ("--fleet", str(fleet))
+    assert cli("dispatch", "--apply", "--yes", *args, state=tmp_path).returncode == 0
+    wt = "/root/.miyabi/worktrees/issue-8201"
+    # The agent cloned a library and committed to it, and keeps a secret in an ignored .env.
+    host.sh(f"cd {wt} && printf '.env\\n' >.gitignore && echo 'TOKEN=s3cret' >.env"
+            " && git init -q vendor/lib && cd vendor/lib && echo patched >lib.txt"
+            " && git add lib.txt && git -c user.name=a -c user.email=a@b commit -qm 'local patch'")
+
+    plan = cli("recall", "8201", *args, state=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    assert lines[3] == (
+        f"  3. remove the worktree {wt}: REFUSED (vendor/lib (1 commits on no remote): nested "
+        "repositories whose files and commits are not in the backup (--discard-nested deletes "
+        "them); .env: ignored files that are not in the backup (--discard-ignored deletes them)); "
+        "recall would stop before anything is changed")
+    # The backup's own notes are shown: the nested repository is only a commit id there.
+    assert "  note: backup: 1 embedded repositories are recorded as a commit id only (their files " \
+        "are not in the backup; --clean leaves them in place)" in lines
+
+    refused = cli("recall", "8201", "--apply", "--yes", "--discard-ignored", *args, state=tmp_path)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "#8201 fx-recall: failed — not recalled, nothing changed: vendor/lib (1 commits on no " \
+        "remote): nested repositories" in refused.stdout
+    assert host.sh("tmux has-session -t =miyabi-8201", check=False).returncode == 0
+    assert (host.home / ".miyabi/worktrees/issue-8201/.env").read_text() == "TOKEN=s3cret\n"
+    assert (host.home / ".miyabi/worktrees/issue-8201/vendor/lib/lib.txt").exists()
+    assert [(r["issue"], r["state"]) for r in sqlite_rows(tmp_path)] == [(8201, "running")]
+    # The removal script checks again itself, right before removing (the session is stopped by
+    # then, and may have written more): without the flags it keeps the worktree.
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.launch import WorktreeKept, remove_worktree
+
+    inventory = load_inventory(fleet)
+    with Fleet(inventory) as raw, pytest.raises(WorktreeKept, match=r"^vendor/lib .*\.env: ignored"):
+        remove_worktree(raw.host("fx-recall"), inventory, wt, discard_nested=False)
+    assert (host.home / ".miyabi/worktrees/issue-8201/.env").exists()
+
+    done = cli("recall", "8201", "--apply", "--yes", "--discard-ignored", "--discard-nested", *args,
+               state=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (host.home / ".miyabi/worktrees/issue-8201").exists()
+    assert [(r["issue"], r["state"]) for r in sqlite_rows(tmp_path)] == [(8201, "recalled")]
+    entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(e["action"], e["result"]) for e in entries if e["action"].startswith("recall")] == [
+        ("recall", "refused"), ("recall.stop", "ok"), ("recall.remove", "ok")]
+    removed = next(e for e in entries if e["action"] == "recall.remove")
+    assert removed["before"]["nested"] == ["vendor/lib"] and removed["before"]["ignored"] == 1
+    assert removed["discarded"] == {"ignored": True, "nested": True}

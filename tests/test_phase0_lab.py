@@ -316,7 +316,9 @@ def test_merge_conflict_and_failed_check_leave_host_as_found_then_merge_and_sync
     conflict = cli("phase0", "merge", "--from", "p0/conflict", "--fleet", str(fleet), "--apply",
                    "--yes", state=state)
     assert conflict.returncode == 1, conflict.stdout + conflict.stderr
-    assert "conflicts in 1 files" in conflict.stdout and "host left exactly as found" in conflict.stdout
+    assert "conflicts in 1 files" in conflict.stdout
+    assert "nothing was pushed, and the host's working tree, index and HEAD were not touched" \
+        in conflict.stdout
     assert '"conflict me.txt"' in conflict.stdout or "conflict me.txt" in conflict.stdout
     assert heads(mugen.repo) == found
     assert p0.ref("refs/heads/main") == main_before
@@ -419,10 +421,11 @@ def test_prune_never_signals_a_reused_pid(p0: P0) -> None:
         ident = run_script(target, prune_script(), "ident", str(pid)).stdout.split()
         assert ident[0] == f"ident={pid}" and ident[2] == "claude"
         # Same pid, another start time: another process as far as prune is concerned.
-        wrong = run_script(target, prune_script(), "kill", "1", f"{pid}:{int(ident[1]) + 1}:claude")
+        wrong = run_script(target, prune_script(), "kill", "1", str(pid), str(int(ident[1]) + 1),
+                           "claude")
         assert f"result={pid} mismatch" in wrong.stdout
         assert pid in host.pids()
-        right = run_script(target, prune_script(), "kill", "1", f"{pid}:{ident[1]}:claude")
+        right = run_script(target, prune_script(), "kill", "1", str(pid), ident[1], "claude")
         assert f"result={pid} terminated" in right.stdout
     assert pid not in host.pids()
 
@@ -446,7 +449,8 @@ def test_run_backs_up_prunes_and_merges_as_one_plan(p0: P0, state: Path) -> None
     doc = json.loads(plan.stdout)
     assert [b["action"] for b in doc["backup"]] == ["create", "clean"]
     assert doc["merge"]["action"] == "merge" and doc["merge"]["host"] == "p0-runa"
-    assert "p0-runa is clean only after its backup with --clean" in doc["merge"]["notes"]
+    assert "p0-runa has 1 uncommitted changes: they are not part of the merge (only commits " \
+        "are) and its working tree is not touched" not in doc["merge"]["notes"]  # cleaned first
     assert [s["pid"] for s in doc["prune"][1]["sessions"] if s["action"] == "kill"] == [old]
     assert (runa.repo / "run-wip.txt").exists() and old in runb.pids()
     assert not (state / "audit.jsonl").exists()
@@ -461,3 +465,287 @@ def test_run_backs_up_prunes_and_merges_as_one_plan(p0: P0, state: Path) -> None
     merged = p0.ref("refs/heads/main")
     assert merged != main_before and out["merge"]["merged"] == merged
     assert git("rev-parse", "HEAD", cwd=runb.repo).strip() == merged
+
+
+# -- fixes: each test below failed before its fix (hosts fx-) ------------------------------------
+
+def test_unwritable_audit_log_refuses_the_apply_before_any_change(p0: P0, state: Path) -> None:
+    host = p0.host("fx-audit")
+    (host.repo / "wip.txt").write_text("work an unaudited backup must not touch\n")
+    fleet = p0.fleet("fx-audit", [host])
+    (state / "audit.jsonl").mkdir()  # cannot be appended to, even by root
+    before = repo_state(host.repo)
+    done = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean",
+               state=state)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith("miyabi-ctl: error: cannot write the audit log (")
+    assert "nothing was changed" in done.stderr
+    assert repo_state(host.repo) == before
+    assert not p0.ref("refs/heads/backup/fx-audit-" + f"{dt.date.today():%Y-%m-%d}")
+    assert (host.repo / "wip.txt").exists()
+
+
+def test_backup_whose_local_branch_was_deleted_is_recreated_from_the_remote_tracking_one(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fx-gone")
+    (host.repo / "wip.txt").write_text("saved once, local branch then deleted\n")
+    fleet = p0.fleet("fx-gone", [host])
+    first = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--json",
+                state=state)
+    assert first.returncode == 0, first.stdout + first.stderr
+    branch = json.loads(first.stdout)["hosts"][0]["branch"]
+    commit = p0.ref(f"refs/heads/{branch}")
+    git("branch", "-q", "-D", branch, cwd=host.repo)  # origin/backup/... is still there
+    assert git("rev-parse", f"refs/remotes/origin/{branch}", cwd=host.repo).strip() == commit
+
+    plan = cli("phase0", "backup", "--fleet", str(fleet), "--json", state=state)
+    planned = json.loads(plan.stdout)["hosts"][0]
+    assert (planned["action"], planned["branch"]) == ("exists", branch)
+    assert planned["notes"] == [f"the local branch {branch} was deleted: it is recreated from "
+                                f"origin/{branch}"]
+    again = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--json",
+                state=state)
+    assert again.returncode == 0, again.stdout + again.stderr
+    out = json.loads(again.stdout)["hosts"][0]
+    assert out["verified"] and out["branch"] == branch and not out["created"]
+    assert out["message"].endswith("(its deleted local branch recreated)")
+    assert git("rev-parse", f"refs/heads/{branch}", cwd=host.repo).strip() == commit
+    assert p0.ref(f"refs/heads/{branch}") == commit
+    assert ("backup.recreate", "ok") in [(e["action"], e["result"]) for e in
+                                         json.loads(cli("audit", "--json", state=state).stdout)["entries"]]
+
+
+def worktrees(host: LabHost) -> list[str]:
+    """The worktrees the host's repository knows, as the host sees them."""
+    out = host.sh(f"git -C {REPO} worktree list --porcelain").stdout
+    return [line[len("worktree "):] for line in out.splitlines() if line.startswith("worktree ")]
+
+
+def test_merge_runs_in_a_temporary_worktree_and_never_touches_the_agents_tree(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fx-merge")
+    commit_on(host, "fx/conflict", {"fx-shared.txt": "feature side\n"}, "fx conflict side")
+    commit_on(host, "fx/feat", {"fx-feature.txt": "feature\n"}, "fx feature")
+    p0.commit_to_origin("main", {"fx-shared.txt": "main side\n"}, "fx main side")
+    # The agents' tree: on fx/feat, with an untracked file that `git status` is told to hide.
+    git("config", "status.showUntrackedFiles", "no", cwd=host.repo)
+    (host.repo / "agent-scratch.txt").write_text("an agent's untracked work\n")
+    fleet = p0.fleet("fx-merge", [host])
+    found = heads(host.repo)
+
+    def live() -> dict[str, object]:
+        return {**heads(host.repo), "files": manifest(host.repo)}
+
+    # 1. A conflict: listed, nothing pushed, the untracked file (and everything else) kept.
+    before = live()
+    main_before = p0.ref("refs/heads/main")
+    conflict = cli("phase0", "merge", "--from", "fx/conflict", "--fleet", str(fleet), "--apply",
+                   "--yes", "--json", state=state)
+    assert conflict.returncode == 1, conflict.stdout + conflict.stderr
+    doc = json.loads(conflict.stdout)
+    assert doc["conflicts"] == ["fx-shared.txt"] and "conflicts in 1 files" in doc["message"]
+    assert live() == before and (host.repo / "agent-scratch.txt").exists()
+    assert p0.ref("refs/heads/main") == main_before
+    assert worktrees(host) == [REPO]
+
+    # 2. A failing check while an agent writes in its tree: the agent's writes stay; the tree
+    #    stayed on its branch while the check ran.
+    check = (f"git -C {REPO} symbolic-ref --short HEAD >/root/branch-during-check; "
+             f"echo 'agent wrote this meanwhile' >>{REPO}/agent-notes.txt; "
+             f"echo 'edited meanwhile' >>{REPO}/README.md; exit 4")
+    failed = cli("phase0", "merge", "--from", "fx/feat", "--check", check, "--fleet", str(fleet),
+                 "--apply", "--yes", state=state)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "the check failed (exit 4)" in failed.stdout
+    assert (host.home / "branch-during-check").read_text() == "fx/feat\n"
+    assert (host.repo / "agent-notes.txt").read_text() == "agent wrote this meanwhile\n"
+    assert (host.repo / "README.md").read_text().endswith("edited meanwhile\n")
+    assert (host.repo / "agent-scratch.txt").exists()
+    assert heads(host.repo)["head"] == found["head"] and heads(host.repo)["branch"] == found["branch"]
+    assert p0.ref("refs/heads/main") == main_before and worktrees(host) == [REPO]
+
+    # 3. Success, with main checked out in another worktree: the check's files stay in the
+    #    temporary worktree, the merge is pushed, that worktree's main is left with a note.
+    host.sh(f"git -C {REPO} worktree add -q /root/main-wt main")
+    before = live()
+    ok = cli("phase0", "merge", "--from", "fx/feat", "--check",
+             "test -f fx-feature.txt && test \"$MIYABI_REPO\" = /root/miyabi-private && "
+             "echo generated >check-artifact.txt && git commit -qm 'check commit' --allow-empty",
+             "--fleet", str(fleet), "--apply", "--yes", "--json", state=state)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    doc = json.loads(ok.stdout)
+    merged = p0.ref("refs/heads/main")
+    assert doc["merged"] == merged and doc["pushed"] and doc["local"] is None
+    assert git("log", "-1", "--format=%s", merged, cwd=p0.origin).strip() == \
+        "Merge branch 'fx/feat' into main"  # the check's own commit was not pushed
+    assert doc["notes"] == ["the local main is checked out in /root/main-wt: not updated "
+                            "(fast-forward it there)"]
+    assert live() == before  # no check-artifact.txt, same branch, same HEAD, same refs
+    assert worktrees(host) == [REPO, "/root/main-wt"]
+
+    # 4. --no-push keeps the merge on the local main, which must be movable.
+    p0.commit_to_origin("main", {"fx-more.txt": "more\n"}, "fx more on main")
+    commit_on(host, "fx/feat", {"fx-feature-2.txt": "two\n"}, "fx feature 2")
+    git("checkout", "-q", "fx/feat", cwd=host.repo)
+    refused = cli("phase0", "merge", "--from", "fx/feat", "--no-push", "--fleet", str(fleet),
+                  "--apply", "--yes", state=state)
+    assert refused.returncode == 1
+    assert "--no-push keeps the merge on the local main, but main is checked out in " \
+           "/root/main-wt" in refused.stdout
+    host.sh(f"git -C {REPO} worktree remove /root/main-wt")
+    before = live()
+    origin_main = p0.ref("refs/heads/main")
+    kept = cli("phase0", "merge", "--from", "fx/feat", "--no-push", "--fleet", str(fleet),
+               "--apply", "--yes", "--json", state=state)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    doc = json.loads(kept.stdout)
+    assert (doc["pushed"], doc["local"]) == (False, "updated")
+    assert p0.ref("refs/heads/main") == origin_main
+    assert git("rev-parse", "refs/heads/main", cwd=host.repo).strip() == doc["merged"]
+    after = live()
+    assert {k: v for k, v in after.items() if k != "refs"} == \
+        {k: v for k, v in before.items() if k != "refs"}
+    assert worktrees(host) == [REPO]
+
+
+def test_merge_fast_forwards_a_clean_tree_on_into_and_leaves_a_dirty_one(p0: P0, state: Path) -> None:
+    host = p0.host("fx-onmain")
+    p0.commit_to_origin("fx/onmain", {"fx-onmain.txt": "x\n"}, "fx onmain feature")
+    fleet = p0.fleet("fx-onmain", [host])
+    (host.repo / "wip.txt").write_text("uncommitted, on main\n")
+    dirty = cli("phase0", "merge", "--from", "fx/onmain", "--fleet", str(fleet), "--apply", "--yes",
+                "--json", state=state)
+    assert dirty.returncode == 0, dirty.stdout + dirty.stderr
+    doc = json.loads(dirty.stdout)
+    assert doc["pushed"] and doc["local"] is None
+    assert doc["notes"][0].startswith("the working tree is on main with uncommitted changes: "
+                                      "main not fast-forwarded")
+    assert git("rev-parse", "HEAD", cwd=host.repo).strip() != doc["merged"]
+    assert (host.repo / "wip.txt").read_text() == "uncommitted, on main\n"
+    (host.repo / "wip.txt").unlink()
+    p0.commit_to_origin("fx/onmain", {"fx-onmain-2.txt": "y\n"}, "fx onmain feature 2")
+    clean = cli("phase0", "merge", "--from", "fx/onmain", "--fleet", str(fleet), "--apply", "--yes",
+                "--json", state=state)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    doc = json.loads(clean.stdout)
+    assert doc["local"] == "fast-forwarded" and doc["notes"] == []
+    assert git("rev-parse", "HEAD", cwd=host.repo).strip() == doc["merged"] == p0.ref("refs/heads/main")
+    assert git("status", "--porcelain", cwd=host.repo) == "" and worktrees(host) == [REPO]
+
+
+def test_merge_waits_for_git_as_long_as_its_scripts_allow(p0: P0, state: Path) -> None:
+    import yaml
+
+    chosen = p0.host("fx-slowplan")
+    slow = p0.host("fx-slowsync")
+    commit_on(chosen, "fx/slow", {"fx-slow.txt": "slow\n"}, "fx slow feature")
+    # Every ls-remote and fetch of fx-slowsync takes 10 s: longer than the fleet's own deadline
+    # (connect 3 s + command 4 s + 1), well within the merge scripts' 300 s.
+    git("config", "remote.origin.uploadpack", "sleep 10; git-upload-pack", cwd=slow.repo)
+    fleet = p0.fleet("fx-slow", [chosen, slow])
+    doc = yaml.safe_load(fleet.read_text())
+    doc["ssh"]["command_timeout"] = 4
+    fleet.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    plan = cli("phase0", "merge", "--from", "fx/slow", "--sync", "--fleet", str(fleet), state=state)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "sync fx-slowsync: fast-forward (main is checked out and clean)" in plan.stdout
+    done = cli("phase0", "merge", "--from", "fx/slow", "--sync", "--fleet", str(fleet), "--apply",
+               "--yes", "--json", state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert [(s["host"], s["action"], s["ok"]) for s in out["sync"]] == [
+        ("fx-slowsync", "fast-forward", True)]
+    assert git("rev-parse", "HEAD", cwd=slow.repo).strip() == out["merged"] == p0.ref("refs/heads/main")
+
+
+def test_run_reports_backups_done_when_the_merge_host_is_locked(p0: P0, state: Path) -> None:
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.locks import host_lock
+
+    saved = p0.host("fx-runsave")
+    locked = p0.host("fx-runlocked")
+    (saved.repo / "fx-run-wip.txt").write_text("work the run must save\n")
+    commit_on(locked, "fx/run", {"fx-run.txt": "run\n"}, "fx run feature")
+    fleet = p0.fleet("fx-run", [saved, locked])
+    with Fleet(load_inventory(fleet)) as held, \
+            host_lock(held.host("fx-runlocked"), REPO, "fx holder"):
+        done = cli("phase0", "run", "--from", "fx/run", "--fleet", str(fleet), "--apply", "--yes",
+                   "--json", state=state)
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    backup = next(b for b in out["backup"] if b["plan"]["host"] == "fx-runsave")
+    assert backup["ok"] and backup["verified"] and backup["created"]
+    assert out["merge"]["ok"] is False
+    assert out["merge"]["message"].startswith("not merged: fx-runlocked: another apply is running "
+                                              "there (lock held by ")
+    assert "action=fx holder" in out["merge"]["message"]
+    assert p0.ref(f"refs/heads/{backup['branch']}")
+
+
+def test_option_like_remote_and_branch_names_never_reach_git(p0: P0, state: Path) -> None:
+    import yaml
+
+    host = p0.host("fx-inject")
+    (host.repo / "wip.txt").write_text("work\n")
+    fleet = p0.fleet("fx-inject", [host])
+    doc = yaml.safe_load(fleet.read_text())
+    doc["repo"]["remote"] = "--receive-pack=touch /root/pwned; git-receive-pack"
+    evil = p0.base / "fx-inject-evil.yaml"
+    evil.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done = cli("phase0", "backup", "--fleet", str(evil), "--apply", "--yes", state=state)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == ("miyabi-ctl: error: repo.remote '--receive-pack=touch /root/pwned; "
+                           "git-receive-pack' is not a usable remote name: it starts with '-' "
+                           "(git would read it as an option)\n")
+    assert not (host.home / "pwned").exists()
+    assert not git("for-each-ref", "refs/heads/backup", cwd=host.repo)
+
+    into = cli("phase0", "merge", "--from", "fx/x", "--into=--upload-pack=touch /root/pwned",
+               "--fleet", str(fleet), "--apply", "--yes", state=state)
+    assert into.returncode == 2, into.stdout + into.stderr
+    assert "--into '--upload-pack=touch /root/pwned' is not a usable branch name" in into.stderr
+    assert not (host.home / "pwned").exists()
+
+    # The scripts themselves put the remote after `--`: even a value that slipped past the
+    # Python checks is a (refused) repository name, not an option.
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.merge import merge_script
+    from miyabi_ctl.remote import run_script
+
+    with Fleet(load_inventory(fleet)) as raw:
+        facts = run_script(raw.host("fx-inject"), merge_script(), "facts", REPO,
+                           "--upload-pack=touch /root/pwned; git-upload-pack", "fx/x", "main", "1",
+                           timeout=60)
+    assert facts.exit_code == 1 and "error=git fetch --upload-pack=" in facts.stdout
+    assert not (host.home / "pwned").exists()
+
+
+def test_clean_is_refused_while_an_agent_session_works_in_the_repo(p0: P0, state: Path) -> None:
+    host = p0.host("fx-cleanrace")
+    (host.repo / "fx-wip.txt").write_text("an agent is still writing here\n")
+    fleet = p0.fleet("fx-cleanrace", [host])
+    agent = host.spawn_agent("claude", cwd=f"{REPO}/src")
+    elsewhere = host.spawn_agent("codex", cwd="/root")
+
+    busy = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean", "--json",
+               state=state)
+    assert busy.returncode == 1, busy.stdout + busy.stderr
+    out = json.loads(busy.stdout)["hosts"][0]
+    assert out["verified"] and not out["cleaned"]  # saved, not cleaned
+    assert out["message"].endswith(f"; not cleaned: an agent session (pid {agent}) works in "
+                                   f"{REPO}/src: not cleaning (end it first, e.g. with phase0 prune)")
+    assert (host.repo / "fx-wip.txt").exists()
+
+    # Once that session is gone, a session elsewhere on the host does not stop the clean.
+    host.sh(f"kill {agent}")
+    deadline = time.monotonic() + 10
+    while agent in host.pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cleaned = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--clean",
+                  "--json", state=state)
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert json.loads(cleaned.stdout)["hosts"][0]["cleaned"]
+    assert not (host.repo / "fx-wip.txt").exists() and elsewhere in host.pids()
