@@ -22,6 +22,7 @@ from miyabi_ctl.cli_common import (
     make_console,
     open_fleet,
     print_json,
+    show,
 )
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
     with fleet:
         plans = plan_backups(fleet)
         if not json_out:
-            console.print(backup_table(plans, plain=_plain()))
+            show(console, backup_table(plans, plain=_plain()))
         if not confirm_apply(apply, yes):
             if json_out:
                 print_json({"applied": False, "hosts": [p.to_json() for p in plans]})
@@ -95,7 +96,7 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
     if json_out:
         print_json({"applied": True, "ok": ok, "hosts": [o.to_json() for o in outcomes.values()]})
     else:
-        console.print(backup_table(plans, outcomes, plain=_plain()))
+        show(console, backup_table(plans, outcomes, plain=_plain()))
     raise typer.Exit(0 if ok else 1)
 
 
@@ -139,7 +140,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
         plans = plan_prune(fleet, selection, force=force)
         if not json_out:
             console.print(f"Sessions {selection.describe()}:")
-            console.print(prune_table(plans, plain=_plain()))
+            show(console, prune_table(plans, plain=_plain()))
         if not confirm_apply(apply, yes):
             if json_out:
                 print_json({"applied": False, "hosts": [p.to_json() for p in plans]})
@@ -152,7 +153,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
     if json_out:
         print_json({"applied": True, "ok": ok, "hosts": [p.to_json() for p in results]})
     else:
-        console.print(prune_table(results, plain=_plain()))
+        show(console, prune_table(results, plain=_plain()))
     raise typer.Exit(0 if ok else 1)
 
 
@@ -205,10 +206,10 @@ def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
                         merge_into=into)
         if not json_out:
             console.print("1. backup")
-            console.print(backup_table(plan.backups, plain=_plain()))
+            show(console, backup_table(plan.backups, plain=_plain()))
             if plan.prunes is not None:
                 console.print("2. prune")
-                console.print(prune_table(plan.prunes, plain=_plain()))
+                show(console, prune_table(plan.prunes, plain=_plain()))
             if plan.merge is not None:
                 console.print("3. " + "\n".join(merge_lines(plan.merge)))
             for note in plan.notes:
@@ -225,9 +226,9 @@ def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
                     "prune": [p.to_json() for p in out.prunes] if out.prunes is not None else None,
                     "merge": out.merge.to_json() if out.merge else None})
     else:
-        console.print(backup_table(plan.backups, out.backups, plain=_plain()))
+        show(console, backup_table(plan.backups, out.backups, plain=_plain()))
         if out.prunes is not None:
-            console.print(prune_table(out.prunes, plain=_plain()))
+            show(console, prune_table(out.prunes, plain=_plain()))
         if out.merge is not None:
             typer.echo("\n".join(merge_result_lines(out.merge)))
     raise typer.Exit(0 if out.ok else 1)
@@ -250,7 +251,7 @@ def audit(json_out: Json = False,
     if not found:
         typer.echo(f"no entries in {audit_log.audit_path()}")
         return
-    make_console().print(audit_table(found, plain=_plain()))
+    show(make_console(), audit_table(found, plain=_plain()))
 
 
 def register(app: typer.Typer) -> None:

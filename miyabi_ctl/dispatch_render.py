@@ -8,21 +8,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich import box
 from rich.table import Table
 
 from miyabi_ctl.backlog import IssueState
 from miyabi_ctl.dispatch import ApplyReport, RunView
 from miyabi_ctl.placement import HostFigures, Plan
-
-
-def _table(*columns: str, plain: bool) -> Table:
-    table = Table(box=None if plain else box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                  header_style="" if plain else "bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
+from miyabi_ctl.tables import ago, make_table
 
 # -- issues ---------------------------------------------------------------------------------------
 
@@ -49,7 +40,7 @@ def issues_json(states: list[IssueState], source: str) -> dict[str, Any]:
 
 
 def issues_table(states: list[IssueState], *, plain: bool = False) -> Table:
-    table = _table("#", "PRIO", "STATE", "NEEDS", "EST", "TITLE", plain=plain)
+    table = make_table("#", "PRIO", "STATE", "NEEDS", "EST", "TITLE", plain=plain)
     style = {"ready": "green", "blocked": "yellow", "assigned": "cyan", "done": "dim",
              "tracking": "dim"}
     for s in states:
@@ -86,7 +77,7 @@ def hosts_table(figures: list[HostFigures], plan: Plan, *, plain: bool = False) 
     chosen: dict[str, list[str]] = {}
     for p in plan.assignments:
         chosen.setdefault(p.host, []).append(f"#{p.issue}")
-    table = _table("HOST", "STATUS", "LOAD", "CPUS", "LOAD/CORE", "SESSIONS", "OURS", "MAX",
+    table = make_table("HOST", "STATUS", "LOAD", "CPUS", "LOAD/CORE", "SESSIONS", "OURS", "MAX",
                    "FREE", "TAGS", "VERDICT", plain=plain)
     for f in figures:
         exclusion = f.standing_exclusion()
@@ -145,7 +136,7 @@ def run_json(view: RunView) -> dict[str, Any]:
 
 def runs_table(views: list[RunView], *, plain: bool = False, now: float | None = None) -> Table:
     now = now or time.time()
-    table = _table("#", "HOST", "STATE", "SESSION", "COMMITS", "LAST ACTIVITY", "DONE", "BRANCH",
+    table = make_table("#", "HOST", "STATE", "SESSION", "COMMITS", "LAST ACTIVITY", "DONE", "BRANCH",
                    "WORKTREE", plain=plain)
     for v in views:
         a = v.assignment
@@ -155,7 +146,7 @@ def runs_table(views: list[RunView], *, plain: bool = False, now: float | None =
             session = "-"
         else:
             session = f"{a.session} {'alive' if v.alive else 'gone'}"
-        activity = "-" if v.last_activity is None else _ago(now - v.last_activity)
+        activity = "-" if v.last_activity is None else ago(now - v.last_activity)
         done = "merged" if v.merged else "issue closed" if v.issue_closed else "no"
         table.add_row(str(a.issue), a.host, a.state, session, _num(v.ahead), activity, done,
                       a.branch, a.worktree)
@@ -166,9 +157,3 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.table import Table
 
 from miyabi_ctl.backup import BackupOutcome, BackupPlan
 from miyabi_ctl.merge import MergeOutcome, MergePlan
 from miyabi_ctl.prune import PrunePlan
-
-
-def _table(*columns: str, plain: bool) -> Table:
-    table = Table(box=None if plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  header_style="" if plain else "bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
-
-def _age(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+from miyabi_ctl.tables import human_age, make_table
 
 
 def backup_table(plans: list[BackupPlan], outcomes: dict[str, BackupOutcome] | None = None, *,
                  plain: bool = False) -> Table:
-    table = _table("HOST", "ACTION", "BRANCH", "FILES", "DETAIL", plain=plain)
+    table = make_table("HOST", "ACTION", "BRANCH", "FILES", "DETAIL", plain=plain)
     for plan in plans:
         files = str(plan.files) if plan.snapshot and plan.action in ("create", "exists") else "-"
         detail = "; ".join([plan.reason, *plan.notes]) if plan.reason or plan.notes else ""
@@ -47,7 +32,7 @@ def backup_table(plans: list[BackupPlan], outcomes: dict[str, BackupOutcome] | N
 
 
 def prune_table(plans: list[PrunePlan], *, plain: bool = False) -> Table:
-    table = _table("HOST", "PID", "AGENT", "AGE", "ACTION", "CWD", "WHY", plain=plain)
+    table = make_table("HOST", "PID", "AGENT", "AGE", "ACTION", "CWD", "WHY", plain=plain)
     for plan in plans:
         if plan.error:
             table.add_row(plan.host, "-", "-", "-", "ERROR", "-", plan.error)
@@ -56,7 +41,7 @@ def prune_table(plans: list[PrunePlan], *, plain: bool = False) -> Table:
             table.add_row(plan.host, "-", "-", "-", "none", "-", "no agent sessions")
         for s in plan.sessions:
             action = s.action if s.result is None else f"{s.action}: {s.result}"
-            table.add_row(plan.host, str(s.pid), s.agent, _age(s.age_s), action, s.cwd or "?",
+            table.add_row(plan.host, str(s.pid), s.agent, human_age(s.age_s), action, s.cwd or "?",
                           s.reason)
     return table
 
@@ -96,7 +81,7 @@ def merge_result_lines(out: MergeOutcome) -> list[str]:
 
 
 def audit_table(entries: list[dict[str, Any]], *, plain: bool = False) -> Table:
-    table = _table("TIME", "HOST", "ACTION", "RESULT", "DETAIL", plain=plain)
+    table = make_table("TIME", "HOST", "ACTION", "RESULT", "DETAIL", plain=plain)
     for e in entries:
         after = e.get("after") if isinstance(e.get("after"), dict) else {}
         detail = e.get("error") or ", ".join(f"{k}={v}" for k, v in after.items())

@@ -13,6 +13,7 @@ from miyabi_ctl.health import HostStatus
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.probe import RepoState
 from miyabi_ctl.status import FleetStatus
+from miyabi_ctl.tables import ago, human_age
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -129,35 +130,13 @@ def _row(host: HostStatus, agent_names: list[str], now: float) -> list[str | Tex
         if repo.main_ahead is not None:
             drift = f"+{repo.main_ahead} -{repo.main_behind}"
         if repo.head:
-            last = f"{repo.head[:9]} {_ago(now - repo.head_time) if repo.head_time else ''}"
+            last = f"{repo.head[:9]} {ago(now - repo.head_time) if repo.head_time else ''}"
     return [host.name, host.spec.role or "", branch, state, load, memory,
             *[str(counts[a]) for a in agent_names], uncommitted, drift, last.strip(), problems]
 
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f}"
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def human_age(seconds: int) -> str:
-    """3d4h, 5h12m, 7m, 42s: ages of sessions at a glance."""
-    days, rest = divmod(max(0, seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def sessions_table(fleet: FleetStatus, *, plain: bool = False) -> Table:
