@@ -13,7 +13,7 @@ from importlib import resources
 
 from miyabi_ctl.agents import AgentSession, find_sessions, keywords, parse_ps_line
 from miyabi_ctl.inventory import HostSpec, Inventory
-from miyabi_ctl.remote import script_command
+from miyabi_ctl.remote import guarded, script_command
 
 PROBE_FORMAT = "1"
 
@@ -80,7 +80,7 @@ class ProbeParseError(ValueError):
 
 @cache
 def probe_script() -> str:
-    return resources.files("miyabi_ctl").joinpath("probe.sh").read_text(encoding="utf-8")
+    return guarded(resources.files("miyabi_ctl").joinpath("probe.sh").read_text(encoding="utf-8"))
 
 
 def probe_command(host: HostSpec, inventory: Inventory, git_timeout: float) -> str:
