@@ -324,8 +324,16 @@ def parse_inventory(text: str, path: Path) -> Inventory:
 
 
 def _parse_repo(walk: _Walker, node: Node) -> RepoSpec:
+    from miyabi_ctl.names import ref_name_problem
+
     items = walk.mapping(node, "repo", REPO_KEYS, key="repo")
     values = {k: walk.string(v, None, k) for k, (_, v) in items.items()}
+    for key in ("main", "remote", "feature"):  # names git will see: refused here, with a line
+        problem = ref_name_problem(values[key]) if key in values else None
+        if problem:
+            what = "remote" if key == "remote" else "branch"
+            raise walk.fail(items[key][1], f"{values[key]!r} is not a usable {what} name: "
+                            f"{problem}", None, key)
     return RepoSpec(**values)
 
 

@@ -72,6 +72,10 @@ def test_yaml_booleans_for_strict_host_keys() -> None:
     ("thresholds:\n  uncommitted: 10\nhosts: {a: }\n", 2, None, "uncommitted", "[warning, critical]"),
     ("dispatch: {agent: gemini}\nhosts: {a: }\n", 1, None, "agent", "unknown agent"),
     ("hosts:\n  'bad name!': {}\n", 2, "bad name!", None, "host names use"),
+    ("repo:\n  remote: --upload-pack=touch x\nhosts: {a: }\n", 2, None, "remote",
+     "not a usable remote name: it starts with '-'"),
+    ("repo:\n  main: 'ma in'\nhosts: {a: }\n", 2, None, "main", "not a usable branch name"),
+    ("repo:\n  feature: feat/x..y\nhosts: {a: }\n", 2, None, "feature", "contains '..'"),
     ("ssh: {config: ~/.ssh/config, config: x}\nhosts: {a: }\n", 1, None, "config", "duplicate key"),
 ])
 def test_each_mistake_names_line_host_and_key(text: str, line: int, host: str | None,
