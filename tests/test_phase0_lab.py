@@ -696,9 +696,10 @@ def test_option_like_remote_and_branch_names_never_reach_git(p0: P0, state: Path
     evil.write_text(yaml.safe_dump(doc, sort_keys=False))
     done = cli("phase0", "backup", "--fleet", str(evil), "--apply", "--yes", state=state)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr == ("miyabi-ctl: error: repo.remote '--receive-pack=touch /root/pwned; "
-                           "git-receive-pack' is not a usable remote name: it starts with '-' "
-                           "(git would read it as an option)\n")
+    # Refused when fleet.yaml is read, with its line, before any host is contacted.
+    assert done.stderr == (f"miyabi-ctl: error: {evil}:4: key 'remote': '--receive-pack=touch "
+                           "/root/pwned; git-receive-pack' is not a usable remote name: it starts "
+                           "with '-' (git would read it as an option)\n")
     assert not (host.home / "pwned").exists()
     assert not git("for-each-ref", "refs/heads/backup", cwd=host.repo)
 
