@@ -25,7 +25,7 @@ from typing import Any
 from miyabi_ctl import audit
 from miyabi_ctl.agents import AgentSession
 from miyabi_ctl.names import check_branch, check_remote
-from miyabi_ctl.remote import run_script
+from miyabi_ctl.remote import key_values, run_script
 from miyabi_ctl.transport import Host
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -240,7 +240,7 @@ def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: b
                         remote or "", timeout=PUSH_TIMEOUT_S)
     snap = parse_snapshot(path, result.stdout)
     if result.exit_code != 0 and not snap.refuse:
-        values = _values(result.stdout)
+        values = key_values(result.stdout)
         detail = values.get("error") or _last_line(result.stderr) or f"exit {result.exit_code}"
         snap.refuse = f"snapshot failed: {detail}"
     return snap
@@ -288,7 +288,7 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                         "1" if clean else "0", message,
                         *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
                         timeout=PUSH_TIMEOUT_S)
-    values = _values(result.stdout)
+    values = key_values(result.stdout)
     outcome.commit = values.get("commit") or values.get("created")
     outcome.created = "created" in values
     outcome.pushed = values.get("pushed") == "1"
@@ -364,7 +364,7 @@ def restore_backup(host: Host, path: str, ref: str, *, remote: str | None) -> Re
     audit.ensure_writable()
     result = run_script(host, backup_script(), "restore", path, "restore", remote or "", ref,
                         timeout=PUSH_TIMEOUT_S)
-    values = _values(result.stdout)
+    values = key_values(result.stdout)
     out = RestoreOutcome(host.name, ref, ok=values.get("restored") == "1",
                          message="", commit=values.get("commit"),
                          files=int(values.get("files", "0") or 0),
@@ -380,15 +380,6 @@ def restore_backup(host: Host, path: str, ref: str, *, remote: str | None) -> Re
         audit.record(host.name, "restore", result="refused" if "refuse" in values else "failed",
                      error=out.message, path=path, ref=ref)
     return out
-
-
-def _values(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key != "ref":
-            values.setdefault(key, value)
-    return values
 
 
 def _last_line(text: str) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from miyabi_ctl.errors import CommandFailed, MiyabiError
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.names import check_branch, check_remote
-from miyabi_ctl.remote import run_script
+from miyabi_ctl.remote import key_values, run_script
 from miyabi_ctl.transport import Host
 
 DEFAULT_WORKTREES_DIR = "~/.miyabi/worktrees"
@@ -271,10 +271,6 @@ echo "session=$session"
 """
 
 
-def _values(stdout: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
-
-
 def launch(host: Host, inventory: Inventory, *, issue: int, title: str, body: str,
            agent: str) -> Launched:
     """Create or reuse the worktree and start the agent in tmux; raise LaunchError on failure."""
@@ -290,7 +286,7 @@ def launch(host: Host, inventory: Inventory, *, issue: int, title: str, body: st
         host, LAUNCH_SCRIPT, host.spec.repo_path_or(inventory.repo), inventory.repo.remote,
         inventory.repo.main, worktrees_dir(inventory), str(issue), agent_command(spec.launch),
         runner, title, prompt_text(issue, title, body, branch), timeout=120)
-    values = _values(result.stdout)
+    values = key_values(result.stdout)
     if result.exit_code != 0 or "session" not in values:
         message = values.get("error") or (result.stderr.strip().splitlines() or ["failed"])[-1]
         if values.get("log_tail"):
@@ -350,7 +346,7 @@ def look(host: Host, inventory: Inventory,
     result = run_script(host, RUNS_SCRIPT, host.spec.repo_path_or(inventory.repo),
                         inventory.repo.remote, inventory.repo.main, *args, timeout=60)
     if result.exit_code != 0:
-        error = _values(result.stdout).get("error") or result.stderr.strip()
+        error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot look at runs: {error}", result)
     facts: dict[int, RunFacts] = {}
     for line in result.stdout.splitlines():
@@ -383,7 +379,7 @@ fi
 def stop(host: Host, issue: int) -> bool:
     """End the tmux session ``miyabi-<issue>``; True if one was running."""
     result = run_script(host, STOP_SCRIPT, str(issue), timeout=30)
-    values = _values(result.stdout)
+    values = key_values(result.stdout)
     if result.exit_code != 0:
         raise CommandFailed(host.name, values.get("error") or result.stderr.strip(), result)
     return values.get("stopped") == "yes"
@@ -514,7 +510,7 @@ def inspect_worktree(host: Host, inventory: Inventory, worktree: str) -> Leftove
     result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
                         "inspect", "0", "0", timeout=120)
     if result.exit_code != 0:
-        error = _values(result.stdout).get("error") or result.stderr.strip()
+        error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot look into {worktree}: {error}", result)
     return _parse_leftovers(result.stdout)
 
@@ -533,8 +529,8 @@ def remove_worktree(host: Host, inventory: Inventory, worktree: str, *,
     found = _parse_leftovers(result.stdout)
     if result.exit_code == 6:
         reasons = found.refusals(discard_ignored=discard_ignored, discard_nested=discard_nested)
-        raise WorktreeKept("; ".join(reasons) or _values(result.stdout).get("error", "refused"))
+        raise WorktreeKept("; ".join(reasons) or key_values(result.stdout).get("error", "refused"))
     if result.exit_code != 0:
-        error = _values(result.stdout).get("error") or result.stderr.strip()
+        error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot remove {worktree}: {error}", result)
     return found

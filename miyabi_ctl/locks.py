@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from miyabi_ctl.errors import MiyabiError
-from miyabi_ctl.remote import run_script
+from miyabi_ctl.remote import key_values, run_script
 from miyabi_ctl.transport import Host
 
 LOCK_SCRIPT = r"""
@@ -96,7 +96,7 @@ def host_lock(host: Host, repo_path: str, action: str, *,
         result = run_script(host, LOCK_SCRIPT, repo_path, "acquire", owner)
         if result.exit_code == 0:
             break
-        values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        values = key_values(result.stdout)
         if result.exit_code != 75:
             raise MiyabiError(f"{host.name}: cannot lock: {values.get('error') or result.stderr}")
         holder, age = Holder(values.get("held", "")), int(values.get("age", "0") or 0)

@@ -22,7 +22,7 @@ from miyabi_ctl import audit
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.locks import host_lock
 from miyabi_ctl.names import check_branch, check_remote
-from miyabi_ctl.remote import run_script
+from miyabi_ctl.remote import key_values, run_script
 from miyabi_ctl.transport import Host
 
 CHECK_TIMEOUT_S = 1800.0
@@ -113,15 +113,6 @@ class MergeOutcome:
 
 # -- facts and decision -----------------------------------------------------------------------
 
-def _values(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values.setdefault(key, value)
-    return values
-
-
 def _multi(text: str, key: str) -> list[str]:
     prefix = key + "="
     return [line[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
@@ -131,7 +122,7 @@ def read_state(host: Host, path: str, remote: str, from_: str, into: str, *,
                fetch: bool) -> BranchState:
     result = run_script(host, merge_script(), "facts", path, remote, from_, into,
                         "1" if fetch else "0", timeout=GIT_TIMEOUT_S)
-    v = _values(result.stdout)
+    v = key_values(result.stdout)
     state = BranchState(host.name)
     state.error = v.get("refuse") or v.get("error") or (
         None if result.exit_code == 0 else (result.stderr.strip().splitlines() or ["?"])[-1])
@@ -276,7 +267,7 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
         result = run_script(host, merge_script(), "merge", path, plan.remote, plan.from_,
                             plan.into, plan.source, check or "", str(int(check_timeout)),
                             "1" if push else "0", timeout=check_timeout + 3 * GIT_TIMEOUT_S)
-    v = _values(result.stdout)
+    v = key_values(result.stdout)
     out = MergeOutcome(plan, ok=v.get("done") == "1", message="", merged=v.get("merged"),
                        pushed=v.get("pushed") == "1", local=v.get("local"),
                        conflicts=_multi(result.stdout, "conflict"),
@@ -326,7 +317,7 @@ def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
         with host_lock(host, path, "phase0 merge --sync"):
             result = run_script(host, merge_script(), "sync", path, plan.remote, plan.from_,
                                 plan.into, target, timeout=GIT_TIMEOUT_S)
-        v = _values(result.stdout)
+        v = key_values(result.stdout)
         if v.get("done") == "1":
             audit.record(host.name, "merge.sync", result="ok", before={"head": v.get("before")},
                          after={"head": v.get("after")})

@@ -13,7 +13,7 @@ from importlib import resources
 
 from miyabi_ctl.agents import AgentSession, find_sessions, keywords, parse_ps_line
 from miyabi_ctl.inventory import HostSpec, Inventory
-from miyabi_ctl.remote import guarded, script_command
+from miyabi_ctl.remote import guarded, key_values, script_command
 
 PROBE_FORMAT = "1"
 
@@ -99,7 +99,7 @@ def parse_probe(text: str, inventory: Inventory) -> ProbeReport:
     """Parse the probe's document into a ProbeReport."""
     sections = _split_sections(text)
     report = ProbeReport()
-    _fill_system(report, _pairs(sections.get("system", [])))
+    _fill_system(report, key_values("\n".join(sections.get("system", []))))
     processes = [p for p in map(parse_ps_line, sections.get("ps", [])) if p is not None]
     report.sessions = find_sessions(processes, inventory.agents, _parse_cwds(sections.get("cwd", [])))
     _fill_repo(report, sections)
@@ -132,15 +132,6 @@ def _split_sections(text: str) -> dict[str, list[str]]:
     if not ended:
         raise ProbeParseError("probe output was cut short")
     return sections
-
-
-def _pairs(lines: list[str]) -> dict[str, str]:
-    pairs = {}
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if sep:
-            pairs.setdefault(key, value)
-    return pairs
 
 
 def _int(value: str | None) -> int | None:
@@ -178,7 +169,7 @@ def _parse_cwds(lines: list[str]) -> dict[int, str]:
 
 
 def _fill_repo(report: ProbeReport, sections: dict[str, list[str]]) -> None:
-    values = _pairs(sections.get("repo", []))
+    values = key_values("\n".join(sections.get("repo", [])))
     if "error" in values:
         report.repo_error = values["error"]
         return

@@ -34,6 +34,17 @@ def run_script(host: Host, script: str, *args: str, timeout: float | None = None
     return host.run(script_command(*args), stdin=guarded(script), timeout=timeout, check=check)
 
 
+def key_values(output: str) -> dict[str, str]:
+    """The ``key=value`` lines a script prints, as a dict; the first value of a key wins and
+    other lines (a stray message, a value split over lines) are ignored."""
+    values: dict[str, str] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values.setdefault(key, value)
+    return values
+
+
 def quote(value: str) -> str:
     """Quote one value for a POSIX shell (exported so callers never hand-roll quoting)."""
     return shlex.quote(value)
