@@ -84,18 +84,22 @@ def _load(spec: HostSpec, report: ProbeReport, inventory: Inventory) -> list[Fin
     return [Finding(level, "load", f"load {report.load_avg[0]:g} = {per_core:.2f}/core")]
 
 
+def session_limits(max_sessions: int, inventory: Inventory) -> tuple[float, float]:
+    """(warning, critical) session counts for a host: ``sessions_over_max`` [W, C] means warn
+    at max_sessions + W, critical at C × max_sessions (never below the warning)."""
+    over_by, times = inventory.thresholds.sessions_over_max
+    warn = max_sessions + over_by
+    return warn, max(times * max_sessions, warn)
+
+
 def _sessions(spec: HostSpec, report: ProbeReport, inventory: Inventory) -> list[Finding]:
     if spec.max_sessions is None:
         return []
     counts = {k: v for k, v in report.session_counts(list(inventory.agents)).items() if v}
     total = sum(counts.values())
-    over_by, times = inventory.thresholds.sessions_over_max
     limit = spec.max_sessions
-    if total >= max(times * limit, limit + over_by) and total > limit:
-        level = "critical"
-    elif total - limit >= over_by and total > limit:
-        level = "warning"
-    else:
+    level = _level(total, session_limits(limit, inventory)) if total > limit else None
+    if not level:
         return []
     if len(counts) == 1:
         (agent, n), = counts.items()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from miyabi_ctl.health import HostStatus
+from miyabi_ctl.health import HostStatus, session_limits
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.probe import RepoState
 from miyabi_ctl.status import FleetStatus
@@ -200,10 +200,8 @@ def _perfdata(host: HostStatus, inventory: Inventory) -> list[str]:
         out.append(f"'{label}_load'={report.load_avg[0]:g};{warn:g};{crit:g};0;")
     total = len(report.sessions)
     if host.spec.max_sessions is not None:
-        over_by, times = inventory.thresholds.sessions_over_max
-        limit = host.spec.max_sessions
-        out.append(f"'{label}_sessions'={total};{limit + over_by:g};"
-                   f"{max(times * limit, limit + over_by):g};0;")
+        warn, crit = session_limits(host.spec.max_sessions, inventory)
+        out.append(f"'{label}_sessions'={total};{warn:g};{crit:g};0;")
     else:
         out.append(f"'{label}_sessions'={total};;;0;")
     if report.repo is not None and report.repo.uncommitted is not None:
