@@ -92,15 +92,22 @@ class KnownHosts:
         self.paths = paths
         self._lock = threading.Lock()
         self._keys = [k for path in paths for k in read_known_hosts(path)]
+        self._matches: dict[str, list[KnownKey]] = {}
 
     @staticmethod
     def lookup_name(host: str, port: int) -> str:
         return host if port == 22 else f"[{host}]:{port}"
 
     def known_for(self, host: str, port: int) -> list[KnownKey]:
+        """The keys listed for a host; remembered, since each connection asks twice and a hashed
+        known_hosts costs an HMAC per line per question."""
         entry = self.lookup_name(host, port)
         with self._lock:
-            return [k for k in self._keys if k.marker is None and k.matches(entry)]
+            found = self._matches.get(entry)
+            if found is None:
+                found = [k for k in self._keys if k.marker is None and k.matches(entry)]
+                self._matches[entry] = found
+            return found
 
     def preferred_algorithms(self, host: str, port: int, offered: tuple[str, ...]) -> tuple[str, ...]:
         """Known key types first, as OpenSSH orders them, so a host known only by its RSA key is
@@ -146,6 +153,7 @@ class KnownHosts:
         """accept-new: trust on first use, and write it down as OpenSSH would."""
         with self._lock:
             self._keys.append(KnownKey(entry, key.get_name(), key.asbytes(), None))
+            self._matches.pop(entry, None)
             path = self.paths[0]
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as fh:
