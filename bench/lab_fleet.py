@@ -21,8 +21,9 @@ from types import FrameType, TracebackType
 import yaml
 
 from miyabi_ctl.inventory import load_inventory
-from miyabi_ctl.probe import probe_command, probe_script
-from tests.lab import Lab, LabHost
+from miyabi_ctl.probe.look import PROBE_SCRIPT, probe_args
+from miyabi_ctl.remote.runner import COMMAND, guarded, script_input
+from tests.lab.harness import Lab, LabHost
 
 SESSION_KINDS = ("claude", "claude-node", "codex-node")
 GIT_TIMEOUT_S = 12.0  # what miyabi-ctl passes with command_timeout 20 (0.6 × 20)
@@ -103,17 +104,16 @@ class BenchLab:
     def _probe_args(self) -> list[str]:
         """The probe's arguments, exactly as miyabi-ctl computes them for this fleet."""
         inventory = load_inventory(self.fleet_yaml(1))
-        command = probe_command(inventory.hosts[0], inventory, GIT_TIMEOUT_S)
-        return shlex.split(command)[3:]  # drop "sh -s --"
+        return probe_args(inventory.hosts[0], inventory, GIT_TIMEOUT_S)
 
     def stdin_command(self) -> str:
-        """``sh -s -- ARGS``: the probe read from stdin (miyabi-ctl, paramiko, OpenSSH)."""
-        return "sh -s -- " + " ".join(shlex.quote(a) for a in self.probe_args)
+        """``sh -s``: the probe and its arguments read from stdin (miyabi-ctl, paramiko, OpenSSH)."""
+        return COMMAND
 
     def inline_command(self) -> str:
         """``sh -c SCRIPT sh ARGS``: the same probe for tools that cannot send stdin (Ansible raw,
         parallel-ssh)."""
-        return (f"sh -c {shlex.quote(probe_script())} sh "
+        return (f"sh -c {shlex.quote(guarded(PROBE_SCRIPT.text()))} sh "
                 + " ".join(shlex.quote(a) for a in self.probe_args))
 
     def targets(self, n: int) -> Path:
@@ -127,7 +127,7 @@ class BenchLab:
             "known_hosts": str(self.lab.known_hosts),
             "stdin_command": self.stdin_command(),
             "inline_command": self.inline_command(),
-            "script": probe_script(),
+            "script": script_input(PROBE_SCRIPT, *self.probe_args),
         }))
         return path
 

@@ -20,7 +20,7 @@ import psutil
 
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import load_inventory
-from miyabi_ctl.status import collect_status
+from miyabi_ctl.status.collect import collect_status
 
 
 def hosts_cpu(inits: list[psutil.Process]) -> float:

@@ -1,3 +1,3 @@
-from miyabi_ctl.cli import main
+from miyabi_ctl.cli.app import main
 
 main()

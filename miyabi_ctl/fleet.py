@@ -1,8 +1,9 @@
 """The fleet: every host of the inventory, and one way to do something on all of them at once.
 
-``Fleet.map(fn)`` runs ``fn(host)`` on a capped thread pool and returns, per host, either the
-value or the HostError — partial failure is data, never an exception that loses the others. A
-global deadline bounds the whole call: a host that overruns it is closed and reported.
+``Fleet.map(fn)`` runs ``fn(host)`` on a capped thread pool and returns a ``FleetResult``: per
+host, either the value or the HostError — partial failure is data, never an exception that loses
+the others. A global deadline bounds the whole call: a host that overruns it is closed and
+reported. The fleet is a thin wrapper round the one-host ``Host`` objects of ``connectors/``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from miyabi_ctl.errors import CommandTimeout, HostError
-from miyabi_ctl.hostkeys import KnownHosts
+from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.connectors.local import LocalHost
+from miyabi_ctl.errors import CommandTimeout, HostError, InternalError
 from miyabi_ctl.inventory import HostSpec, Inventory
-from miyabi_ctl.transport import Host, JumpPool, LocalHost, SSHHost, SSHResolver
+
+if TYPE_CHECKING:
+    from miyabi_ctl.connectors.hostkeys import KnownHosts
+    from miyabi_ctl.connectors.ssh import JumpPool, SSHResolver
 
 T = TypeVar("T")
 
@@ -34,6 +39,21 @@ class Outcome(Generic[T]):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class FleetResult(list[Outcome[T]]):
+    """Every host's outcome, in inventory order; ``.succeeded`` and ``.failed`` split them."""
+
+    @property
+    def succeeded(self) -> list[Outcome[T]]:
+        return [o for o in self if o.ok]
+
+    @property
+    def failed(self) -> list[Outcome[T]]:
+        return [o for o in self if not o.ok]
+
+    def by_host(self) -> dict[str, Outcome[T]]:
+        return {o.host: o for o in self}
 
 
 class Fleet:
@@ -59,6 +79,9 @@ class Fleet:
     def _make_host(self, spec: HostSpec) -> Host:
         if spec.transport == "local":
             return LocalHost(spec, self.settings.command_timeout)
+        from miyabi_ctl.connectors.hostkeys import KnownHosts  # paramiko: only when SSH is used
+        from miyabi_ctl.connectors.ssh import JumpPool, SSHHost, SSHResolver
+
         if self._resolver is None:
             self._resolver = SSHResolver(self.settings)
             files = self._resolver.known_hosts_files()
@@ -84,7 +107,7 @@ class Fleet:
         return self.settings.connect_timeout + self.settings.command_timeout + 1.0
 
     def map(self, fn: Callable[[Host], T], *, deadline_s: float | None = None,
-            close_after: bool = False) -> list[Outcome[T]]:
+            close_after: bool = False) -> FleetResult[T]:
         """Run ``fn`` on every host, at most ``forks`` at a time; outcomes in inventory order.
 
         ``close_after`` closes each host's connection as soon as ``fn`` is done with it: for
@@ -94,7 +117,7 @@ class Fleet:
         limit = deadline_s or self.deadline_s
         outcomes = {h.name: Outcome[T](h.name) for h in self.hosts}
         if not self.hosts:
-            return []
+            return FleetResult()
 
         def call(host: Host) -> None:
             started = time.monotonic()
@@ -104,7 +127,7 @@ class Fleet:
             except HostError as exc:
                 outcome.error = exc
             except Exception as exc:  # a bug or odd reply must not sink the other hosts
-                outcome.error = HostError(host.name, f"{type(exc).__name__}: {exc}")
+                outcome.error = InternalError(host.name, f"{type(exc).__name__}: {exc}")
             outcome.duration_s = time.monotonic() - started
             if close_after:
                 host.close()
@@ -122,7 +145,7 @@ class Fleet:
                 host.close()  # unblocks the worker's socket read
             outcomes[host.name].error = CommandTimeout(host.name, f"no answer within {limit:g}s")
         pool.shutdown(wait=False, cancel_futures=True)
-        return [outcomes[h.name] for h in self.hosts]
+        return FleetResult(outcomes[h.name] for h in self.hosts)
 
     def close(self) -> None:
         for host in self.hosts:

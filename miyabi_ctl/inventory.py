@@ -433,7 +433,7 @@ def _parse_host(walk: _Walker, name: str, knode: Node, vnode: Node) -> HostSpec:
     if values["transport"] == "local" and "ssh" in values:
         raise walk.fail(items["ssh"][0], "a local host takes no 'ssh' target", name, "ssh")
     if "ssh" in values:
-        from miyabi_ctl.sshtarget import parse_target  # local import: keeps parsing light
+        from miyabi_ctl.connectors.target import parse_target  # local import: keeps parsing light
 
         try:
             parse_target(values["ssh"])

@@ -1,0 +1,99 @@
+"""What every command shares: the common options, the console, opening the fleet, JSON out,
+and the plan-then-apply confirmation. Imports stay light so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from miyabi_ctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import Inventory
+
+Hosts = Annotated[list[str] | None, typer.Argument(
+    help="Hosts to include (default: all).", metavar="HOST", show_default=False)]
+FleetPath = Annotated[str | None, typer.Option(
+    "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True, metavar="PATH",
+    help="fleet.yaml to use (else ./fleet.yaml, else $XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml).")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+Timeout = Annotated[float | None, typer.Option(
+    "--timeout", min=0.1, metavar="SECONDS",
+    help="Connect timeout per host in seconds (default: ssh.connect_timeout).")]
+Forks = Annotated[int | None, typer.Option(
+    "--forks", min=1, metavar="N", help="Hosts contacted at once (default: ssh.max_parallel).")]
+
+
+Apply = Annotated[bool, typer.Option("--apply", help="Carry out the plan (default: only show it).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="With --apply: do not ask for confirmation.")]
+
+
+def make_console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 1000  # piped or redirected: one line per host, never folded
+    return console
+
+
+def fleet_of(inventory: Inventory, hosts: list[str] | None, *, forks: int | None = None,
+             timeout: float | None = None) -> Fleet:
+    from miyabi_ctl.fleet import Fleet
+
+    return Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
+
+
+def open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | None = None,
+                timeout: float | None = None, quiet: bool = False) -> tuple[Inventory, Fleet]:
+    from miyabi_ctl.inventory import load_inventory
+
+    inventory = load_inventory(fleet_path)
+    if inventory.implicit and not quiet:
+        make_console(stderr=True).print(
+            "[dim]No fleet.yaml found (--fleet, $MIYABI_FLEET, ./fleet.yaml, "
+            "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml): showing this machine only.[/dim]")
+    return inventory, fleet_of(inventory, hosts, forks=forks, timeout=timeout)
+
+
+def show(console: Console, renderable: object) -> None:
+    """Print to a terminal as is; piped, as plain lines without the table's trailing padding."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    sys.stdout.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+
+
+def print_json(doc: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+
+
+class NotConfirmed(UsageError):
+    """--apply without a terminal to ask on, and without --yes."""
+
+
+def confirm_apply(apply: bool, yes: bool, question: str = "Apply this plan?") -> bool:
+    """Plan only unless --apply; with --apply ask on a terminal, or require --yes without one.
+
+    Call it after the plan has been printed: the operator answers having seen it.
+    """
+    if not apply:
+        return False
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise NotConfirmed("refusing to apply without a terminal to confirm on; pass --yes "
+                      "(after reviewing the plan without --apply)")
+    return typer.confirm(question, default=False)

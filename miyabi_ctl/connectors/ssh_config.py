@@ -1,0 +1,119 @@
+"""Where and as whom to connect: an ``ssh:`` target resolved through ~/.ssh/config as OpenSSH
+would (aliases, HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout), and the keys."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from miyabi_ctl.connectors.target import parse_target
+from miyabi_ctl.errors import InventoryError
+from miyabi_ctl.inventory import HostSpec, SSHSettings
+
+DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to connect, after ~/.ssh/config is applied."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+    proxy_jump: str | None
+    connect_timeout: float
+
+
+class SSHResolver:
+    """Turns an ``ssh:`` target into an Endpoint the way OpenSSH would (config parsed once)."""
+
+    def __init__(self, settings: SSHSettings):
+        self.settings = settings
+        self.config = paramiko.SSHConfig()
+        if settings.config:
+            path = Path(settings.config).expanduser()
+            if path.is_file():
+                try:
+                    self.config = paramiko.SSHConfig.from_path(str(path))
+                except (OSError, ValueError, paramiko.SSHException) as exc:
+                    raise InventoryError(f"cannot read the OpenSSH config: {exc}",
+                                         path=path) from None
+        self._keys: dict[str, paramiko.PKey | Exception] = {}
+        self._keys_lock = threading.Lock()
+
+    def known_hosts_files(self) -> list[Path]:
+        return [Path(self.settings.known_hosts).expanduser()]
+
+    def resolve(self, target: str, spec: HostSpec | None = None) -> Endpoint:
+        """Raises ValueError for values OpenSSH would reject (``Port 22x``)."""
+        parsed = parse_target(target)
+        conf: dict[str, Any] = self.config.lookup(parsed.host)
+        identities = []
+        if spec and spec.identity_file:
+            identities.append(spec.identity_file)
+        identities.extend(conf.get("identityfile", []))
+        timeout = self.settings.connect_timeout
+        if "connecttimeout" in conf:
+            timeout = min(timeout, openssh_seconds(conf["connecttimeout"]))
+        jump = (spec.proxy_jump if spec and spec.proxy_jump else None) or conf.get("proxyjump")
+        return Endpoint(
+            alias=parsed.host,
+            hostname=conf.get("hostname", parsed.host),
+            port=parsed.port or _port(conf.get("port", "22")),
+            user=parsed.user or conf.get("user") or _local_user(),
+            identity_files=tuple(str(Path(p).expanduser()) for p in identities),
+            proxy_jump=None if jump in (None, "none") else jump,
+            connect_timeout=timeout,
+        )
+
+    def extra_known_hosts(self, alias: str) -> list[Path]:
+        conf = self.config.lookup(alias)
+        files = conf.get("userknownhostsfile", "")
+        return [Path(p).expanduser() for p in files.split()] if files else []
+
+    def load_key(self, path: str) -> paramiko.PKey | None:
+        """A private key file, parsed once per fleet (200 hosts share one parse)."""
+        with self._keys_lock:
+            cached = self._keys.get(path)
+            if cached is None:
+                try:
+                    cached = paramiko.PKey.from_path(path)
+                except FileNotFoundError as exc:
+                    cached = exc
+                except (paramiko.SSHException, OSError, ValueError) as exc:
+                    cached = exc
+                self._keys[path] = cached
+        return cached if isinstance(cached, paramiko.PKey) else None
+
+
+_TIME_RE = re.compile(r"(\d+)([smhdw]?)", re.IGNORECASE)
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def openssh_seconds(text: str) -> float:
+    """An ssh_config time (``5``, ``5s``, ``1m30s``) in seconds, as OpenSSH's convtime reads it."""
+    parts = _TIME_RE.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"ConnectTimeout {text!r} is not a time (e.g. 5, 5s, 1m)")
+    return float(sum(int(n) * _TIME_UNITS[u.lower()] for n, u in parts))
+
+
+def _port(text: str) -> int:
+    if not str(text).isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"Port {text!r} is not a port number")
+    return int(text)
+
+
+def _local_user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "root"

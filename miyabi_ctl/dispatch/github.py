@@ -1,0 +1,213 @@
+"""GitHub as a backlog source: open issues over the REST API, turned into ``Issue`` values.
+
+urllib only (no extra dependency). The token comes from ``$GITHUB_TOKEN`` (or the variable named by
+``backlog.token_env``), else from ``gh auth token``. ``api_url`` points at GitHub Enterprise
+(``https://ghe.example.com/api/v3``). Open issues are read page by page following the ``Link``
+header; pull requests (which the issues endpoint also returns) are skipped. An issue referenced as
+a dependency but not open is fetched on its own: closed means done, 404 means an unknown reference.
+
+What the labels and bodies mean, following Miyabi's conventions:
+- priority from labels: ``🔥 priority:P0-Critical``, ``priority:P0``, ``P0``, ``p0`` → P0;
+- needs from labels ``needs:<tag>``;
+- dependencies from body lines ``depends: #N``, ``Depends on #N``, ``Blocked by #N``,
+  ``Requires #N`` (also as task-list items, and with several references on one line);
+- a task list of bare references (``- [ ] #N``) makes the issue a tracking issue, its parent;
+  so does GitHub's own sub-issue count (``sub_issues_summary.total``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, replace
+from typing import Any
+
+from miyabi_ctl.dispatch.issue import DEFAULT_PRIORITY, BacklogError, Issue, normalise_priority
+
+DEFAULT_API = "https://api.github.com"
+_DEPENDS_RE = re.compile(r"\b(?:depends(?:\s+on)?|blocked\s+by|requires)\b\s*:?", re.IGNORECASE)
+_REF_RE = re.compile(r"(?<![\w/])#(\d+)\b")
+_CHILD_RE = re.compile(r"^\s*[-*+]\s+\[[ xX]\]\s+#(\d+)\b")
+_LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+
+
+@dataclass(frozen=True)
+class GitHubSource:
+    """Where the issues live: ``owner/name`` on ``api_url``, read with ``token``."""
+
+    repo: str
+    api_url: str = DEFAULT_API
+    token: str | None = None
+
+
+def resolve_token(token_env: str | None = None) -> str | None:
+    """``$GITHUB_TOKEN`` (or ``token_env``), else ``gh auth token``, else None (public repos)."""
+    value = os.environ.get(token_env or "GITHUB_TOKEN")
+    if value:
+        return value.strip()
+    if shutil.which("gh"):
+        try:
+            proc = subprocess.run(["gh", "auth", "token"], capture_output=True, text=True,
+                                  timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.strip()
+    return None
+
+
+def parse_depends(body: str) -> tuple[int, ...]:
+    """Issue numbers this body says it depends on, in order of appearance, without repeats."""
+    found: list[int] = []
+    for line in (body or "").splitlines():
+        match = _DEPENDS_RE.search(line)
+        if not match:
+            continue
+        for ref in _REF_RE.findall(line[match.end():]):
+            if int(ref) not in found:
+                found.append(int(ref))
+    return tuple(found)
+
+
+def parse_children(body: str) -> tuple[int, ...]:
+    """Issue numbers listed as bare task-list items (``- [ ] #N``): this issue tracks them."""
+    found: list[int] = []
+    for line in (body or "").splitlines():
+        if _DEPENDS_RE.search(line):
+            continue  # "- [ ] depends on #N" is a dependency, not a child
+        match = _CHILD_RE.match(line)
+        if match and int(match.group(1)) not in found:
+            found.append(int(match.group(1)))
+    return tuple(found)
+
+
+def priority_from_labels(labels: list[str]) -> str:
+    """The most urgent priority among the labels; P2 when none carries one."""
+    found = [p for p in (normalise_priority(name) for name in labels) if p]
+    return min(found) if found else DEFAULT_PRIORITY
+
+
+def needs_from_labels(labels: list[str]) -> tuple[str, ...]:
+    return tuple(name.split(":", 1)[1].strip() for name in labels
+                 if name.lower().startswith("needs:") and name.split(":", 1)[1].strip())
+
+
+def issue_from_json(doc: dict[str, Any]) -> Issue:
+    """One issue object of the REST API as an ``Issue`` (parent is filled in by the caller)."""
+    labels = [label["name"] if isinstance(label, dict) else str(label)
+              for label in doc.get("labels") or []]
+    body = doc.get("body") or ""
+    return Issue(
+        number=int(doc["number"]),
+        title=str(doc.get("title") or ""),
+        body=body,
+        priority=priority_from_labels(labels),
+        depends=parse_depends(body),
+        needs=needs_from_labels(labels),
+        labels=tuple(labels),
+        state="closed" if doc.get("state") == "closed" else "open",
+    )
+
+
+class GitHubClient:
+    """The few REST calls the backlog needs."""
+
+    def __init__(self, source: GitHubSource, timeout: float = 20.0):
+        self.source = source
+        self.timeout = timeout
+        self.base = source.api_url.rstrip("/")
+
+    def _get(self, url: str) -> tuple[Any, str | None]:
+        request = urllib.request.Request(url, headers={
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "miyabi-ctl",
+            **({"Authorization": f"Bearer {self.source.token}"} if self.source.token else {}),
+        })
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body = response.read().decode("utf-8")
+                link = response.headers.get("Link")
+        except urllib.error.HTTPError as exc:
+            detail = ""
+            with contextlib.suppress(ValueError, OSError, AttributeError):
+                detail = json.loads(exc.read().decode("utf-8")).get("message", "")
+            raise GitHubHTTPError(exc.code, f"GitHub {self.source.repo}: HTTP {exc.code} "
+                                            f"for {url}" + (f": {detail}" if detail else "")) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise BacklogError(f"GitHub {self.source.repo}: cannot reach {self.base}: {reason}") from None
+        try:
+            return json.loads(body), link
+        except ValueError:
+            raise BacklogError(f"GitHub {self.source.repo}: {url} did not return JSON") from None
+
+    def repo_url(self, path: str) -> str:
+        owner, _, name = self.source.repo.partition("/")
+        return (f"{self.base}/repos/{urllib.parse.quote(owner, safe='')}/"
+                f"{urllib.parse.quote(name, safe='')}{path}")
+
+    def open_issues(self) -> list[dict[str, Any]]:
+        """Every open issue (not pull request), following ``rel="next"`` links."""
+        url: str | None = self.repo_url("/issues?state=open&per_page=100")
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while url and url not in seen:
+            seen.add(url)
+            page, link = self._get(url)
+            if not isinstance(page, list):
+                raise BacklogError(f"GitHub {self.source.repo}: expected a list of issues")
+            found.extend(item for item in page if "pull_request" not in item)
+            match = _LINK_NEXT_RE.search(link or "")
+            url = match.group(1) if match else None
+        return found
+
+    def issue(self, number: int) -> dict[str, Any] | None:
+        """One issue by number, or None when it does not exist (404) or is a pull request."""
+        try:
+            doc, _ = self._get(self.repo_url(f"/issues/{number}"))
+        except GitHubHTTPError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
+        return None if "pull_request" in doc else doc
+
+
+class GitHubHTTPError(BacklogError):
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(message)
+
+
+def load_github_issues(source: GitHubSource) -> list[Issue]:
+    """Open issues plus every issue they reference (to learn whether it is done)."""
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", source.repo):
+        raise BacklogError(f"backlog.github must be owner/name, got {source.repo!r}")
+    client = GitHubClient(source)
+    docs = client.open_issues()
+    issues = {int(d["number"]): issue_from_json(d) for d in docs}
+    parents: dict[int, int] = {}
+    tracking: set[int] = set()
+    for doc in docs:
+        number = int(doc["number"])
+        kids = parse_children(doc.get("body") or "")
+        for child in kids:
+            parents.setdefault(child, number)
+        summary = doc.get("sub_issues_summary") or {}
+        if kids or (isinstance(summary, dict) and summary.get("total")):
+            tracking.add(number)
+    wanted = ({d for i in issues.values() for d in i.depends} | set(parents)) - set(issues)
+    for number in sorted(wanted):
+        doc = client.issue(number)
+        if doc is None:
+            continue  # left out: the graph reports the reference as unknown
+        issues[number] = issue_from_json(doc)
+    return [replace(issue, parent=parents.get(number), tracking=number in tracking)
+            for number, issue in sorted(issues.items())]

@@ -1,0 +1,136 @@
+"""The dependency graph of the backlog: which issues are done, ready, blocked or assigned.
+
+Checked once, up front: a dependency on an issue nobody knows, or a cycle, is an error naming the
+issues involved — a dispatcher that silently treats a typo as "done" would launch work too early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from miyabi_ctl.dispatch.issue import BacklogError, Issue
+
+
+@dataclass
+class IssueState:
+    """Where one issue stands: ``done``, ``tracking``, ``blocked``, ``ready`` or ``assigned``."""
+
+    issue: Issue
+    status: str
+    blocked_by: tuple[int, ...] = ()
+    children: tuple[int, ...] = ()
+    unblocks: int = 0
+    assigned_to: str | None = None
+
+    def describe(self) -> str:
+        if self.status == "blocked":
+            return "blocked by " + ", ".join(f"#{n}" for n in self.blocked_by)
+        if self.status == "assigned":
+            return f"assigned to {self.assigned_to}"
+        if self.status == "tracking":
+            return f"tracking ({len(self.children)} children)" if self.children else "tracking"
+        return self.status
+
+
+@dataclass
+class Graph:
+    """The issues by number, validated: every reference known, no dependency cycle."""
+
+    issues: dict[int, Issue]
+    children: dict[int, tuple[int, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, issues: Iterable[Issue]) -> Graph:
+        by_number: dict[int, Issue] = {}
+        for issue in issues:
+            if issue.number in by_number:
+                raise BacklogError(f"issue #{issue.number} is listed twice")
+            by_number[issue.number] = issue
+        children: dict[int, list[int]] = {}
+        for issue in by_number.values():
+            for dep in issue.depends:
+                if dep not in by_number:
+                    raise BacklogError(f"issue #{issue.number} depends on #{dep}, "
+                                       "which is not in the backlog")
+                if dep == issue.number:
+                    raise BacklogError(f"issue #{issue.number} depends on itself")
+            if issue.parent is not None:
+                if issue.parent not in by_number:
+                    raise BacklogError(f"issue #{issue.number} has parent #{issue.parent}, "
+                                       "which is not in the backlog")
+                children.setdefault(issue.parent, []).append(issue.number)
+        graph = cls(by_number, {k: tuple(sorted(v)) for k, v in children.items()})
+        cycle = graph.find_cycle()
+        if cycle:
+            raise BacklogError("dependency cycle: " + " → ".join(f"#{n}" for n in cycle))
+        return graph
+
+    def find_cycle(self) -> list[int] | None:
+        """One dependency cycle as ``[a, b, …, a]``, or None. Deterministic: lowest numbers first."""
+        colour: dict[int, int] = {}  # 1 = on the current path, 2 = finished
+        path: list[int] = []
+
+        def visit(number: int) -> list[int] | None:
+            colour[number] = 1
+            path.append(number)
+            for dep in sorted(self.issues[number].depends):
+                if colour.get(dep) == 1:
+                    return [*path[path.index(dep):], dep]
+                if dep not in colour:
+                    found = visit(dep)
+                    if found:
+                        return found
+            path.pop()
+            colour[number] = 2
+            return None
+
+        for number in sorted(self.issues):
+            if number not in colour:
+                found = visit(number)
+                if found:
+                    return found
+        return None
+
+    def dependents(self, number: int) -> set[int]:
+        """Every open issue that waits, directly or through others, on ``number``."""
+        direct: dict[int, list[int]] = {}
+        for issue in self.issues.values():
+            for dep in issue.depends:
+                direct.setdefault(dep, []).append(issue.number)
+        seen: set[int] = set()
+        todo = list(direct.get(number, []))
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            todo.extend(direct.get(current, []))
+        return {n for n in seen if not self.issues[n].done}
+
+    def state(self, number: int, assigned: dict[int, str] | None = None) -> IssueState:
+        issue = self.issues[number]
+        children = self.children.get(number, ())
+        unblocks = len(self.dependents(number))
+        if issue.done:
+            return IssueState(issue, "done", children=children, unblocks=0)
+        if children or issue.tracking:
+            return IssueState(issue, "tracking", children=children, unblocks=unblocks)
+        if assigned and number in assigned:
+            return IssueState(issue, "assigned", assigned_to=assigned[number], unblocks=unblocks)
+        open_deps = tuple(d for d in issue.depends if not self.issues[d].done)
+        if open_deps:
+            return IssueState(issue, "blocked", blocked_by=open_deps, unblocks=unblocks)
+        return IssueState(issue, "ready", unblocks=unblocks)
+
+    def states(self, assigned: dict[int, str] | None = None) -> list[IssueState]:
+        """Every issue's state, in dispatch order: priority, then most unblocked work, then number."""
+        return sorted((self.state(n, assigned) for n in self.issues), key=_order)
+
+    def ready(self, assigned: dict[int, str] | None = None) -> list[IssueState]:
+        """Open, not tracking, every dependency done, not already assigned — in dispatch order."""
+        return [s for s in self.states(assigned) if s.status == "ready"]
+
+
+def _order(state: IssueState) -> tuple[int, int, int]:
+    return (state.issue.rank, -state.unblocks, state.issue.number)

@@ -1,0 +1,31 @@
+# miyabi-ctl runs (miyabi_ctl/dispatch/agent_run.py): REPO REMOTE MAIN, then ISSUE BRANCH BASE LOG per
+# run. Prints one record per run, each starting with `run=ISSUE`, then `tmux=yes|no`.
+use_login_path
+expand_home "$1"; repo=$expanded
+remote=$2 main=$3
+shift 3
+cd "$repo" 2>/dev/null || die 3 "no such directory: $repo"
+have_tmux=no; command -v tmux >/dev/null 2>&1 && have_tmux=yes
+upstream=refs/remotes/$remote/$main
+git rev-parse -q --verify "$upstream" >/dev/null || upstream=refs/heads/$main
+while [ $# -ge 4 ]; do
+  issue=$1 branch=$2 base=$3 log=$4
+  shift 4
+  alive=no
+  [ $have_tmux = yes ] && tmux has-session -t "=miyabi-$issue" 2>/dev/null && alive=yes
+  ahead= merged=no last_commit= log_time=
+  if git rev-parse -q --verify "refs/heads/$branch" >/dev/null; then
+    ahead=$(git rev-list --count "$upstream..refs/heads/$branch" 2>/dev/null)
+    tip=$(git rev-parse "refs/heads/$branch")
+    last_commit=$(git log -1 --format=%ct "refs/heads/$branch")
+    if [ -n "$base" ] && [ "$tip" != "$base" ] &&
+       git merge-base --is-ancestor "$tip" "$upstream" 2>/dev/null; then
+      merged=yes
+    fi
+  fi
+  [ -n "$log" ] && [ -f "$log" ] &&
+    log_time=$(stat -c %Y "$log" 2>/dev/null || stat -f %m "$log" 2>/dev/null)
+  printf '%s\n' "run=$issue" "alive=$alive" "ahead=$ahead" "merged=$merged" \
+    "last_commit=$last_commit" "log_time=$log_time"
+done
+echo "tmux=$have_tmux"

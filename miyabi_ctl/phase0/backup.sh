@@ -1,0 +1,255 @@
+# miyabi-ctl backup, sent on stdin (miyabi_ctl/remote/runner.py) with the arguments `MODE PATH LABEL REMOTE [ARGS...]`.
+# POSIX sh (Linux, macOS). Prints key=value lines that miyabi_ctl/phase0/backup.py parses.
+#
+# It never touches the working tree, the index or HEAD of the repository (until `commit` is
+# asked to clean, after a verified backup): snapshots are built in a temporary index, and in
+# `plan` mode even the objects go to a temporary object directory that is removed afterwards.
+#
+#   plan     PATH LABEL REMOTE                 facts + snapshot tree, objects discarded
+#   snapshot PATH LABEL REMOTE                 the same, objects written to the repository
+#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE [PID CWD]...
+#                                              create the branch (CREATE=1; CREATE=<commit>:
+#                                              recreate it there), push, verify, clean (not while
+#                                              one of the agent sessions PID works in the repo)
+#   restore  PATH LABEL REMOTE REF             put a backup's files (and index) back
+LC_ALL=C
+export LC_ALL
+mode=$1 path=$2 label=$3 remote=$4
+shift 4
+expand_home "$path"; path=$expanded
+
+# This script arrives on stdin: commands that might read stdin (push, filters) get </dev/null.
+say() { printf '%s=%s\n' "$1" "$2"; }
+refuse() { say refuse "$1"; exit 0; }
+fail() { say error "$1"; exit 1; }
+# Configuration that would make a copied index write into .git or trust another index's cache.
+G() { git -c core.fsmonitor=false -c core.splitIndex=false -c core.untrackedCache=false "$@"; }
+
+[ -d "$path" ] || { say norepo "no such directory: $path"; exit 0; }
+cd "$path" 2>/dev/null || { say norepo "cannot enter $path"; exit 0; }
+command -v git >/dev/null 2>&1 || refuse "git is not installed"
+top=$(git rev-parse --show-toplevel 2>/dev/null) || { say norepo "not a git repository: $path"; exit 0; }
+cd "$top" || fail "cannot enter $top"
+say top "$top"
+gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
+index=$(git rev-parse --git-path index)
+case $index in /*) ;; *) index=$top/$index ;; esac
+objects=$(cd "$(git rev-parse --git-path objects)" && pwd) || fail "no object directory"
+
+if [ -z "$remote" ]; then
+  b=$(git symbolic-ref -q --short HEAD) && remote=$(git config "branch.$b.remote")
+  [ -z "$remote" ] && [ "$(git remote | wc -l | tr -d ' ')" = 1 ] && remote=$(git remote)
+fi
+say remote "$remote"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-backup.XXXXXX") || fail "mktemp failed"
+trap 'rm -rf "$tmp"' EXIT HUP INT TERM
+
+# The working tree as a tree object, built in a copy of the index (cp -p keeps its mtime, so
+# git's racy-clean protection works as it does on the real one). Prints the tree id.
+snapshot_tree() {
+  if [ -f "$index" ]; then cp -p "$index" "$tmp/index" || return 1
+  else GIT_INDEX_FILE=$tmp/index git read-tree HEAD || return 1; fi
+  # assume-unchanged would make `add` skip a modified file: clear it in the copy only.
+  if GIT_INDEX_FILE=$tmp/index git ls-files -v | grep -q '^[a-z]'; then
+    GIT_INDEX_FILE=$tmp/index git ls-files -z | GIT_INDEX_FILE=$tmp/index xargs -0 \
+      git update-index --no-assume-unchanged -- || return 1
+  fi
+  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
+  GIT_INDEX_FILE=$tmp/index G write-tree
+}
+
+# The working tree again, in the index copy snapshot_tree left: files it already hashed and that
+# did not change since are not read again, so this is quick.
+recheck_tree() {
+  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
+  GIT_INDEX_FILE=$tmp/index G write-tree
+}
+
+# The working directory of a process now (Linux /proc, else lsof), or nothing.
+cwd_of() {
+  readlink "/proc/$1/cwd" 2>/dev/null ||
+    { command -v lsof >/dev/null 2>&1 && lsof -a -p "$1" -d cwd -Fn 2>/dev/null | sed -n 's/^n//p'; }
+}
+
+# The first of the agent sessions (PID CWD pairs, CWD as the probe saw it) still alive and
+# working inside this repository: prints `PID DIR`.
+session_here() {
+  while [ $# -ge 2 ]; do
+    spid=$1 scwd=$2
+    shift 2
+    kill -0 "$spid" 2>/dev/null || continue
+    now=$(cwd_of "$spid")
+    [ -n "$now" ] || now=$scwd
+    case $now/ in "$top"/*) echo "$spid $now"; return 0 ;; esac
+  done
+  return 1
+}
+
+# The real index as a tree (staged versions that differ from the files keep their bytes).
+index_tree() {
+  [ -f "$index" ] || { git rev-parse 'HEAD^{tree}'; return; }
+  cp -p "$index" "$tmp/real-index" && GIT_INDEX_FILE=$tmp/real-index G write-tree
+}
+
+facts() {
+  head=$(git rev-parse -q --verify 'HEAD^{commit}') || refuse "the repository has no commits yet"
+  say head "$head"
+  if branch=$(git symbolic-ref -q --short HEAD); then say branch "$branch"; else say detached 1; fi
+  for state in MERGE_HEAD CHERRY_PICK_HEAD REVERT_HEAD rebase-merge rebase-apply; do
+    [ -e "$gitdir/$state" ] && refuse "a merge, rebase or cherry-pick is in progress ($state): finish or abort it first"
+  done
+  unmerged=$(git ls-files -u -z | tr -cd '\0' | wc -c | tr -d ' ')
+  [ "$unmerged" -gt 0 ] && refuse "the index has unmerged (conflicted) entries: resolve them first"
+  if [ -f .gitmodules ]; then
+    dirty=$(git submodule foreach --quiet --recursive \
+      'if [ -n "$(git status --porcelain)" ]; then printf "%s " "$displaypath"; fi' 2>/dev/null)
+    [ -n "$dirty" ] && refuse "submodules have uncommitted changes inside them (${dirty% }): commit or back them up there first; a superproject backup records only their commit"
+  fi
+  tree=$(snapshot_tree) || fail "cannot snapshot the working tree: $(tail -n 1 "$tmp/add.err" 2>/dev/null)"
+  say tree "$tree"
+  say head_tree "$(git rev-parse 'HEAD^{tree}')"
+  itree=$(index_tree) || fail "cannot read the index"
+  say index_tree "$itree"
+  for f in A M D T; do
+    say "count_$f" "$(git diff-tree -r -z --no-renames --name-only --diff-filter=$f HEAD "$tree" | tr -cd '\0' | wc -c | tr -d ' ')"
+  done
+  # Embedded repositories (a directory with its own .git) become bare commit ids in a tree.
+  say gitlinks "$(git ls-tree -r -z "$tree" | tr '\0' '\n' | grep -c '^160000 ')"
+  say head_gitlinks "$(git ls-tree -r -z HEAD | tr '\0' '\n' | grep -c '^160000 ')"
+  git for-each-ref --format='%(refname) %(objectname) %(tree) %(parent)' \
+      "refs/heads/backup/$label-*" ${remote:+"refs/remotes/$remote/backup/$label-*"} |
+    while read -r name sha t _p1 p2; do
+      it=-
+      [ -n "$p2" ] && it=$(git rev-parse "$p2^{tree}")
+      say ref "$name $sha $t $it"
+    done
+}
+
+ident() {
+  # commit-tree needs an identity; a host without one still gets its work saved.
+  git var GIT_AUTHOR_IDENT >/dev/null 2>&1 || {
+    GIT_AUTHOR_NAME=miyabi-ctl GIT_AUTHOR_EMAIL=miyabi-ctl@$(hostname 2>/dev/null || echo host)
+    export GIT_AUTHOR_NAME GIT_AUTHOR_EMAIL
+  }
+  git var GIT_COMMITTER_IDENT >/dev/null 2>&1 || {
+    GIT_COMMITTER_NAME=miyabi-ctl GIT_COMMITTER_EMAIL=miyabi-ctl@$(hostname 2>/dev/null || echo host)
+    export GIT_COMMITTER_NAME GIT_COMMITTER_EMAIL
+  }
+}
+
+commit() {
+  tree=$1 head=$2 itree=$3 branch=$4 create=$5 push=$6 clean=$7 message=$8
+  shift 8  # the rest: agent sessions, PID CWD pairs
+  ref=refs/heads/$branch
+  if [ "$create" = 1 ]; then
+    ident
+    parents="-p $head"
+    if [ -n "$itree" ]; then
+      icommit=$(printf 'index of %s\n' "$message" | git commit-tree "$itree" -p "$head") ||
+        fail "cannot record the staged versions"
+      parents="$parents -p $icommit"
+    fi
+    # shellcheck disable=SC2086 # $parents holds option words built from hex ids only
+    new=$(printf '%s\n' "$message" | git commit-tree "$tree" $parents) || fail "commit-tree failed"
+    # An empty old value: the branch must not exist yet (never overwrite someone's branch).
+    git update-ref -m "miyabi-ctl backup" "$ref" "$new" "" 2>"$tmp/err" ||
+      fail "cannot create $branch: $(tail -n 1 "$tmp/err")"
+    say created "$new"
+  elif [ "$create" != 0 ]; then
+    # The local branch was deleted; its remote-tracking copy holds the snapshot: recreate it.
+    [ "$(git rev-parse -q --verify "$create^{tree}")" = "$tree" ] ||
+      fail "$create does not hold the snapshot's tree: cannot recreate $branch from it"
+    git update-ref -m "miyabi-ctl backup (recreated)" "$ref" "$create" "" 2>"$tmp/err" ||
+      fail "cannot recreate $branch: $(tail -n 1 "$tmp/err")"
+    say recreated "$create"
+  fi
+  sha=$(git rev-parse -q --verify "$ref^{commit}") || fail "$branch does not exist"
+  say commit "$sha"
+  [ "$(git rev-parse "$sha^{tree}")" = "$tree" ] || fail "$branch does not hold the snapshot's tree"
+  say local_verified 1
+  if [ "$push" = 1 ]; then
+    [ -n "$remote" ] || fail "no remote to push to (the branch has no upstream and the repository has several or no remotes)"
+    GIT_TERMINAL_PROMPT=0 git push -q -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
+      fail "push to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
+    say pushed 1
+    rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote -- "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
+      fail "cannot read $branch back from $remote: $(tail -n 1 "$tmp/err")"
+    [ -n "$rsha" ] || fail "$remote has no $branch after the push"
+    if [ "$rsha" != "$sha" ]; then
+      GIT_TERMINAL_PROMPT=0 git fetch -q -- "$remote" "$ref" 2>"$tmp/err" </dev/null ||
+        fail "cannot fetch $branch back from $remote: $(tail -n 1 "$tmp/err")"
+    fi
+    rtree=$(git rev-parse -q --verify "$rsha^{tree}") || fail "cannot read the tree of $remote's $branch"
+    say remote_tree "$rtree"
+    [ "$rtree" = "$tree" ] || fail "$remote's $branch holds tree $rtree, not the snapshot's $tree"
+    say remote_verified 1
+  fi
+  [ "$clean" = 1 ] || exit 0
+  # Never under a running agent: it would go on writing into a tree that was just reset.
+  if here=$(session_here "$@"); then
+    refuse "an agent session (pid ${here%% *}) works in ${here#* }: not cleaning (end it first, e.g. with phase0 prune)"
+  fi
+  # Clean only what is saved: the files must still be exactly the snapshot.
+  [ "$(git rev-parse -q --verify HEAD)" = "$head" ] || refuse "HEAD moved since the snapshot: not cleaning"
+  now=$(snapshot_tree) || fail "cannot re-check the working tree before cleaning"
+  [ "$now" = "$tree" ] || refuse "the working tree changed since the snapshot (is an agent working here?): not cleaning"
+  [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
+    refuse "the index changed since the snapshot: not cleaning"
+  # Once more, as close to the reset as it can be: the full check above can take seconds on a
+  # big tree; this pass reads only files that changed since, so the window left is short.
+  if here=$(session_here "$@"); then
+    refuse "an agent session (pid ${here%% *}) works in ${here#* }: not cleaning"
+  fi
+  [ "$(git rev-parse -q --verify HEAD)" = "$head" ] && [ "$(recheck_tree)" = "$tree" ] &&
+    [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
+    refuse "the working tree changed while it was being checked (is someone working here?): not cleaning"
+  git reset -q --hard "$head" || fail "git reset --hard failed"
+  git clean -fdq || fail "git clean failed"
+  say cleaned 1
+  say left "$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')"
+}
+
+restore() {
+  ref=$1
+  [ -z "$(git status --porcelain -z --untracked-files=all | head -c 1)" ] ||
+    refuse "the working tree has uncommitted changes: back them up (and --clean) first"
+  if ! sha=$(git rev-parse -q --verify "$ref^{commit}" 2>/dev/null); then
+    [ -n "$remote" ] || refuse "no such commit or branch: $ref"
+    GIT_TERMINAL_PROMPT=0 git fetch -q -- "$remote" "refs/heads/$ref" 2>"$tmp/err" </dev/null ||
+      refuse "no such commit or branch: $ref (not on $remote either)"
+    sha=$(git rev-parse FETCH_HEAD)
+  fi
+  say commit "$sha"
+  parent=$(git rev-parse -q --verify "$sha^1") || refuse "$ref has no parent: not a backup commit"
+  head=$(git rev-parse HEAD)
+  [ "$parent" = "$head" ] ||
+    refuse "HEAD is $head but the backup was taken on $parent: check that out first (git switch --detach $parent, or the branch that points there)"
+  # Files: write every file of the backup, then remove those the backup does not have.
+  GIT_INDEX_FILE=$tmp/restore git read-tree "$sha" || fail "cannot read $ref"
+  GIT_INDEX_FILE=$tmp/restore git checkout-index -a -f || fail "cannot write the files of $ref"
+  git diff-tree -r -z --no-renames --name-only --diff-filter=D HEAD "$sha" |
+    (cd "$top" && xargs -0 rm -f --) || fail "cannot remove files deleted in $ref"
+  say files "$(git diff-tree -r -z --no-renames --name-only HEAD "$sha" | tr -cd '\0' | wc -c | tr -d ' ')"
+  # Index: the staged versions, when the backup recorded them (second parent).
+  if istaged=$(git rev-parse -q --verify "$sha^2^{tree}"); then
+    git read-tree "$istaged" && git update-index -q --refresh >/dev/null
+    say index restored
+  else
+    git update-index -q --refresh >/dev/null
+    say index unchanged
+  fi
+  say restored 1
+}
+
+case $mode in
+  plan)
+    mkdir "$tmp/objects" || fail "mktemp failed"
+    GIT_OBJECT_DIRECTORY=$tmp/objects GIT_ALTERNATE_OBJECT_DIRECTORIES=$objects
+    export GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+    facts ;;
+  snapshot) facts ;;
+  commit) commit "$@" ;;
+  restore) restore "$@" ;;
+  *) fail "unknown mode $mode" ;;
+esac

@@ -1,0 +1,63 @@
+"""What one probe saw on one host, as plain values. A figure is None when it could not be read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from miyabi_ctl.probe.agents import AgentSession
+
+
+@dataclass
+class RepoState:
+    """The git state of the fleet's repository on one host. Counts are None when unknown."""
+
+    path: str
+    branch: str | None = None
+    head: str | None = None
+    head_subject: str | None = None
+    head_time: int | None = None
+    upstream: str | None = None
+    ahead: int | None = None
+    behind: int | None = None
+    main_ahead: int | None = None
+    main_behind: int | None = None
+    staged: int | None = None
+    unstaged: int | None = None
+    untracked: int | None = None
+    conflicted: int | None = None
+    uncommitted: int | None = None
+    stashes: int | None = None
+    worktrees: int | None = None
+
+    @property
+    def detached(self) -> bool:
+        return self.branch is None and self.head is not None
+
+
+@dataclass
+class ProbeReport:
+    """What one probe saw on one host."""
+
+    hostname: str | None = None
+    os: str | None = None
+    now: int | None = None
+    uptime_s: int | None = None
+    load_avg: tuple[float, float, float] | None = None
+    cpu_count: int | None = None
+    mem_total: int | None = None
+    mem_available: int | None = None
+    sessions: list[AgentSession] = field(default_factory=list)
+    repo: RepoState | None = None
+    repo_error: str | None = None
+
+    @property
+    def load_per_core(self) -> float | None:
+        if self.load_avg is None or not self.cpu_count:
+            return None
+        return round(self.load_avg[0] / self.cpu_count, 2)
+
+    def session_counts(self, agent_names: list[str]) -> dict[str, int]:
+        counts = dict.fromkeys(agent_names, 0)
+        for session in self.sessions:
+            counts[session.agent] = counts.get(session.agent, 0) + 1
+        return counts

@@ -1,0 +1,1 @@
+"""The fleet's state: probe every host (``collect``), judge it (``health``), show it (``render``)."""

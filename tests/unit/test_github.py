@@ -1,0 +1,184 @@
+"""The GitHub backlog source against a local HTTP server answering in the REST API's documented
+shapes (issues list with Link pagination, label objects, pull requests carrying `pull_request`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from miyabi_ctl.dispatch.github import (
+    GitHubSource,
+    load_github_issues,
+    needs_from_labels,
+    parse_children,
+    parse_depends,
+    priority_from_labels,
+)
+from miyabi_ctl.dispatch.graph import Graph
+from miyabi_ctl.dispatch.issue import BacklogError
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "ghp_test_token"
+
+
+def test_parse_depends_forms() -> None:
+    body = """Build the API.
+
+depends: #1167
+Depends on #1168 and #1166
+Blocked by #1172, #1173.
+Requires #5
+- [ ] depends on #6
+- [x] Blocked by #7
+See also #99 and other/repo#12; depends: other/repo#13
+This requires care (no reference).
+"""
+    assert parse_depends(body) == (1167, 1168, 1166, 1172, 1173, 5, 6, 7)
+    assert parse_depends("") == ()
+
+
+def test_parse_children_is_a_task_list_of_bare_references() -> None:
+    body = "Parent.\n\n- [ ] #1169 Lambda\n- [x] #1167\n* [ ] #1170\n- [ ] depends on #5\n- #8\n"
+    assert parse_children(body) == (1169, 1167, 1170)
+
+
+def test_labels() -> None:
+    assert priority_from_labels(["bug", "🔥 priority:P0-Critical", "P2"]) == "P0"
+    assert priority_from_labels(["⭐ priority:P1-High"]) == "P1"
+    assert priority_from_labels(["bug"]) == "P2"
+    assert needs_from_labels(["needs:worktree", "Needs: gpu", "needs:", "worktree"]) == (
+        "worktree", "gpu")
+
+
+def issue(number: int, title: str, *, body: str = "", labels: tuple[str, ...] = (),
+          state: str = "open", **extra: object) -> dict:
+    return {"number": number, "title": title, "body": body, "state": state,
+            "labels": [{"id": i, "name": n, "color": "ededed"} for i, n in enumerate(labels)],
+            "html_url": f"https://github.com/acme/app/issues/{number}", **extra}
+
+
+OPEN_PAGE_1 = [
+    issue(970, "Reconstruction", body="- [ ] #1169\n- [x] #1167\n", labels=("P0",)),
+    issue(1169, "AWS Lambda + API Gateway", body="Depends on #1167\ndepends: #1168",
+          labels=("🔥 priority:P0-Critical", "type:feature")),
+]
+OPEN_PAGE_2 = [
+    issue(1174, "Parallel agents", body="Blocked by #1169", labels=("priority:P1", "needs:worktree")),
+    issue(1200, "Fix the thing", labels=("bug",), pull_request={"url": "…/pulls/1200"}),
+    issue(1300, "Epic with sub-issues", sub_issues_summary={"total": 3, "completed": 1,
+                                                            "percent_completed": 33}),
+]
+SINGLE = {1167: issue(1167, "RDS", state="closed"), 1168: issue(1168, "Migrations", state="closed")}
+
+
+class Handler(BaseHTTPRequestHandler):
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_GET(self) -> None:
+        Handler.seen.append((self.path, self.headers.get("Authorization")))
+        url = urlparse(self.path)
+        base = f"http://127.0.0.1:{self.server.server_port}/api/v3/repos/acme/app"
+        if url.path == "/api/v3/repos/acme/app/issues":
+            query = parse_qs(url.query)
+            assert query["state"] == ["open"]
+            page = int(query.get("page", ["1"])[0])
+            body = OPEN_PAGE_1 if page == 1 else OPEN_PAGE_2
+            link = (f'<{base}/issues?state=open&per_page=100&page=2>; rel="next", '
+                    f'<{base}/issues?state=open&per_page=100&page=2>; rel="last"' if page == 1
+                    else f'<{base}/issues?state=open&per_page=100&page=1>; rel="prev"')
+            return self.reply(200, body, link)
+        if url.path.startswith("/api/v3/repos/acme/app/issues/"):
+            number = int(url.path.rsplit("/", 1)[1])
+            if number in SINGLE:
+                return self.reply(200, SINGLE[number])
+            return self.reply(404, {"message": "Not Found",
+                                    "documentation_url": "https://docs.github.com/rest"})
+        self.reply(404, {"message": "Not Found"})
+
+    def reply(self, status: int, doc: object, link: str | None = None) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if link:
+            self.send_header("Link", link)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/api/v3"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_github_issues_become_a_graph(api: str) -> None:
+    Handler.seen.clear()
+    issues = load_github_issues(GitHubSource("acme/app", api, TOKEN))
+    by = {i.number: i for i in issues}
+    assert sorted(by) == [970, 1167, 1168, 1169, 1174, 1300]  # the pull request is skipped
+    assert by[1169].priority == "P0" and by[1169].depends == (1167, 1168)
+    assert by[1169].parent == 970 and by[1167].parent == 970
+    assert by[1174].needs == ("worktree",) and by[1174].priority == "P1"
+    assert by[1167].state == "closed" and by[1168].done
+    assert by[1300].tracking
+    graph = Graph.build(issues)
+    states = {s.issue.number: s.describe() for s in graph.states()}
+    assert states == {970: "tracking (2 children)", 1300: "tracking",
+                      1169: "ready", 1174: "blocked by #1169", 1167: "done", 1168: "done"}
+    paths = [p for p, _ in Handler.seen]
+    assert paths[:2] == ["/api/v3/repos/acme/app/issues?state=open&per_page=100",
+                         "/api/v3/repos/acme/app/issues?state=open&per_page=100&page=2"]
+    assert sorted(paths[2:]) == ["/api/v3/repos/acme/app/issues/1167",
+                                 "/api/v3/repos/acme/app/issues/1168"]
+    assert {auth for _, auth in Handler.seen} == {f"Bearer {TOKEN}"}
+
+
+def test_unknown_reference_from_github_is_an_error(api: str) -> None:
+    OPEN_PAGE_2.append(issue(1400, "Dangling", body="Requires #4040"))
+    try:
+        with pytest.raises(BacklogError, match="#1400 depends on #4040, which is not in the backlog"):
+            Graph.build(load_github_issues(GitHubSource("acme/app", api, TOKEN)))
+    finally:
+        OPEN_PAGE_2.pop()
+
+
+def test_unreachable_api_is_a_clear_error() -> None:
+    with pytest.raises(BacklogError, match=r"GitHub acme/app: cannot reach http://127.0.0.1:9/api"):
+        load_github_issues(GitHubSource("acme/app", "http://127.0.0.1:9/api", None))
+
+
+def test_issues_command_reads_github_from_fleet_yaml(api: str, tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("backlog:\n  github: acme/app\n  api_url: " + api + "\n"
+                     "  token_env: ACME_TOKEN\nhosts:\n  here:\n    transport: local\n")
+    Handler.seen.clear()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MIYABI_STATE_DIR": str(tmp_path),
+           "ACME_TOKEN": "from-env"}
+    proc = subprocess.run([sys.executable, "-m", "miyabi_ctl", "issues", "--json", "--fleet",
+                           str(fleet)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["source"] == "github:acme/app"
+    assert [(i["number"], i["state"]) for i in doc["issues"]][:2] == [(1169, "ready"),
+                                                                      (970, "tracking")]
+    assert {auth for _, auth in Handler.seen} == {"Bearer from-env"}
