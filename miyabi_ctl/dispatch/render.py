@@ -42,7 +42,7 @@ def issues_json(states: list[IssueState], source: str) -> dict[str, Any]:
 def issues_table(states: list[IssueState], *, plain: bool = False) -> Table:
     table = make_table("#", "PRIO", "STATE", "NEEDS", "EST", "TITLE", plain=plain)
     style = {"ready": "green", "blocked": "yellow", "assigned": "cyan", "done": "dim",
-             "tracking": "dim"}
+             "tracking": "dim", "pull request": "yellow"}
     for s in states:
         table.add_row(str(s.issue.number), s.issue.priority, s.describe(),
                       ",".join(s.issue.needs) or "-", s.issue.estimate or "-", s.issue.title,
