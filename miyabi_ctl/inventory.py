@@ -76,13 +76,17 @@ DEFAULT_AGENTS: dict[str, AgentSpec] = {
         "claude",
         executables=("claude",),
         scripts=("@anthropic-ai/claude-code/",),
-        launch='claude -p "$(cat {prompt_file})"',
+        # Unattended in a worktree: file edits accepted, git allowed, the repo's test command
+        # too when dispatch.test_command names it; anything else is denied, never asked about.
+        launch=('claude -p "$(cat {prompt_file})" --permission-mode acceptEdits '
+                '--allowedTools "Bash(git:*)" {test_tool}'),
     ),
     "codex": AgentSpec(
         "codex",
         executables=("codex",),
         scripts=("@openai/codex/",),
-        launch='codex exec "$(cat {prompt_file})"',
+        # workspace-write sandbox (edits in the worktree, no network), no approval prompts.
+        launch='codex exec --full-auto "$(cat {prompt_file})"',
     ),
 }
 
@@ -289,7 +293,7 @@ AGENT_KEYS = {"executables", "scripts", "launch"}
 HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "identity_file",
              "proxy_jump"}
 BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
-DISPATCH_KEYS = {"agent", "worktrees_dir"}
+DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command"}
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:
