@@ -136,11 +136,10 @@ def _command_problem(words: list[str]) -> str | None:
         rest = words[i + 1:]
         if program not in WRAPPERS:
             break
-        if program == "env" and any(w in ("-S", "--split-string") or w.startswith("-S")
-                                    for w in rest if w.startswith("-")):
-            if _holds_value(rest):
-                return _refusal("env -S", "env -S splits and re-parses its string; write the "
-                                "command without it")
+        split = any(w.startswith(("-S", "--split-string")) for w in rest)
+        if program == "env" and split and _holds_value(rest):
+            return _refusal("env -S", "env -S splits and re-parses its string; write the "
+                            "command without it")
         i += 1
         while i < len(words):
             if words[i] in _WRAPPER_VALUE_OPTIONS:
