@@ -154,3 +154,4 @@ def test_the_safe_shell_form_passes_values_as_data(tmp_path: Path) -> None:
                                "MIYABI_PROMPT_FILE": str(prompt)}, cwd=tmp_path, check=True)
     assert proc.stdout.split("\0")[:-1] == ["--title", HOSTILE, "-p", PROMPT]
     assert not list(tmp_path.glob("pwned*"))
+
