@@ -28,7 +28,11 @@ _SHELL_VALUE_OPTIONS = {"-o", "+o", "-O", "+O"}
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "tcsh", "csh", "busybox"}
 # Interpreters whose option (the key) takes program text as its next word.
 CODE_OPTIONS = {"python": "-c", "python3": "-c", "perl": "-e", "ruby": "-e", "node": "-e",
-                "php": "-r", "osascript": "-e"}
+                "php": "-r", "osascript": "-e", "expect": "-c"}
+# Programs whose first operand is program text (sed's also follows -e): awk's system(), sed's
+# `e` and `w` commands run or write anything. Options that take a value, per program.
+SCRIPT_FIRST = {"awk": {"-F", "-v", "-f"}, "gawk": {"-F", "-v", "-f"}, "mawk": {"-F", "-v", "-f"},
+                "nawk": {"-F", "-v", "-f"}, "sed": {"-e", "-f", "-l"}}
 WRAPPERS = {"env", "nohup", "exec", "command", "nice", "setsid", "stdbuf", "time", "timeout",
             "sudo", "doas", "chrt", "ionice", "taskset", "caffeinate"}
 # Programs that always re-parse what follows them, with the safe form to use instead.
@@ -39,6 +43,8 @@ REPARSERS = {
     "su": "su -c hands its command to a shell; run as that user instead (the host's ssh user)",
     "runuser": "runuser -c hands its command to a shell; run as that user instead",
     "xargs": "xargs re-splits its input on blanks and quotes; pass the value as an argument",
+    "parallel": "parallel re-parses its arguments as a command line; pass the value as an "
+                "argument",
     "tmux": "tmux runs a command string through sh -c; the launch already runs in tmux",
     "screen": "screen runs a command string through a shell; the launch already runs in tmux",
     "watch": "watch runs its command through sh -c",
@@ -151,6 +157,15 @@ def _command_problem(words: list[str]) -> str | None:
     if i >= len(words):
         return None
     program, rest = words[i].rsplit("/", 1)[-1], words[i + 1:]
+    if program == "busybox" and rest:  # busybox sh -c …: the applet is the program
+        program, rest = rest[0], rest[1:]
+    for k, word in enumerate(rest):  # find … -exec sh -c "…" {} \;: a command within
+        if word in ("-exec", "-execdir", "-ok", "-okdir"):
+            inner = _command_problem(rest[k + 1:])
+            if inner:
+                return inner
+    if program in SCRIPT_FIRST:
+        return _script_problem(program, rest, SCRIPT_FIRST[program])
     if program in REPARSERS and _holds_value(rest):
         return _refusal(program, REPARSERS[program])
     if program in SHELLS or re.fullmatch(r"python3(\.\d+)?", program):
@@ -185,6 +200,30 @@ def _program_text_problem(program: str, rest: list[str], code_option: str | None
             continue
         if _holds_value([word]):  # the script file the shell runs is a value
             return _refusal(program, "that runs the file as code; " + SAFE_SHELL_FORM)
+        return None
+    return None
+
+
+def _script_problem(program: str, rest: list[str], value_options: set[str]) -> str | None:
+    """awk/sed: the program text (first operand, or sed's ``-e`` value) must not hold a value."""
+    safe = (f"pass the value as data instead: a file operand, or awk -v name=… / ENVIRON"
+            f"[\"MIYABI_TITLE\"], never inside the {program} program")
+    has_script = False
+    j = 0
+    while j < len(rest):
+        word = rest[j]
+        if word in value_options:
+            text = rest[j + 1] if j + 1 < len(rest) else ""
+            if word == "-e" and _holds_value([text]):
+                return _refusal(f"{program} -e", safe)
+            has_script = has_script or word in ("-e", "-f")
+            j += 2
+            continue
+        if word[:1] == "-" and len(word) > 1:
+            j += 1
+            continue
+        if not has_script and _holds_value([word]):
+            return _refusal(program, safe)
         return None
     return None
 

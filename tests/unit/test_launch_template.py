@@ -121,6 +121,11 @@ def test_optional_placeholders_vanish_when_empty(tmp_path: Path) -> None:
     ('env -S "agent {title}"', "env -S"),
     ('python3 -c "print(\'{title}\')"', "python3 -c"),
     ('perl -e "print q({title})"', "perl -e"),
+    ('busybox sh -c "agent {title}"', "sh -c"),
+    ('find . -name x -exec sh -c "agent {title}" \\;', "sh -c"),
+    ('awk "BEGIN { print \\"{title}\\" }"', "awk"),
+    ('sed -e "s/x/{title}/" notes.txt', "sed -e"),
+    ("parallel agent ::: {title}", "parallel"),
 ])
 def test_templates_that_re_parse_values_are_refused(template: str, culprit: str) -> None:
     with pytest.raises(TemplateError, match="parsed again as code by `" + re.escape(culprit)):
@@ -134,6 +139,9 @@ def test_templates_that_re_parse_values_are_refused(template: str, culprit: str)
     "sh ./run-agent.sh {title}",
     "python3 tool.py --title {title}",
     "agent --model ssh {title}",  # `ssh` as an argument, not a program
+    "awk -v title={title} 'BEGIN { print title }'",
+    "sed -n p {prompt_file}",  # the file is data for sed
+    "find {worktree} -name '*.md' -exec agent --title {title} ';'",
 ])
 def test_safe_forms_are_accepted(template: str) -> None:
     render_template(template)
