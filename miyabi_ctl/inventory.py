@@ -369,6 +369,18 @@ def _parse_thresholds(walk: _Walker, node: Node) -> Thresholds:
     return Thresholds(**{k: walk.pair(v, k) for k, (_, v) in items.items()})
 
 
+def _check_template(walk: _Walker, node: Node, agent: str, template: str | None) -> None:
+    """A launch template that cannot be rendered safely is a fleet.yaml error, found when the
+    file is read rather than at each launch."""
+    from miyabi_ctl.dispatch.launch import TemplateError, render_template  # imports inventory
+
+    try:
+        if template:
+            render_template(template)
+    except TemplateError as exc:
+        raise walk.fail(node, str(exc), None, f"agents.{agent}.launch") from None
+
+
 def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
     agents = dict(DEFAULT_AGENTS)
     for name, (_, vnode) in walk.mapping(node, "agents", None, key="agents").items():
@@ -380,6 +392,7 @@ def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
         for key, (_, v) in items.items():
             if key == "launch":
                 changes[key] = walk.string(v, None, f"agents.{name}.launch")
+                _check_template(walk, v, name, changes[key])
             else:
                 changes[key] = walk.string_list(v, None, f"agents.{name}.{key}")
         fields = {"executables": base.executables, "scripts": base.scripts,

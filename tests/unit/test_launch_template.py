@@ -163,3 +163,17 @@ def test_the_safe_shell_form_passes_values_as_data(tmp_path: Path) -> None:
     assert proc.stdout.split("\0")[:-1] == ["--title", HOSTILE, "-p", PROMPT]
     assert not list(tmp_path.glob("pwned*"))
 
+
+
+def test_a_refused_template_is_a_fleet_yaml_error_with_its_line(tmp_path: Path) -> None:
+    from miyabi_ctl.errors import InventoryError
+    from miyabi_ctl.inventory import load_inventory
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text('hosts:\n  a:\n    transport: local\nagents:\n  claude:\n'
+                     '    launch: sh -c "claude -p {title}"\n')
+    with pytest.raises(InventoryError) as info:
+        load_inventory(fleet)
+    text = str(info.value)
+    assert str(fleet) in text and ":6" in text and "agents.claude.launch" in text
+    assert "parsed again as code by `sh -c`" in text
