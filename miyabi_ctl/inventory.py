@@ -78,6 +78,7 @@ DEFAULT_AGENTS: dict[str, AgentSpec] = {
         scripts=("@anthropic-ai/claude-code/",),
         # Unattended in a worktree: file edits accepted, git allowed, the repo's test command
         # too when dispatch.test_command names it; anything else is denied, never asked about.
+        # The prompt precedes --allowedTools, which is variadic and would swallow it as a tool.
         launch=('claude -p "$(cat {prompt_file})" --permission-mode acceptEdits '
                 '--allowedTools "Bash(git:*)" {test_tool}'),
     ),
