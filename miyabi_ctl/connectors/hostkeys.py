@@ -213,8 +213,9 @@ class KnownHosts:
             raise HostKeyError(label, (
                 f"unknown host key for {name} ({key_type} {fingerprint}). Verify the "
                 f"fingerprint out of band, then trust it with "
-                f"{self._add_advice(lookup, key_type)} (or `ssh {shlex.quote(lookup.host)}` "
-                f"once), or set ssh.strict_host_keys: accept-new in fleet.yaml"))
+                f"{self._add_advice(lookup, key_type)}"
+                + ("" if lookup.alias else f" (or `ssh {shlex.quote(lookup.host)}` once)")
+                + ", or set ssh.strict_host_keys: accept-new in fleet.yaml"))
         self._remember(lookup, key)
 
     def _bare_name_lists(self, lookup: HostKeyLookup, blob: bytes) -> bool:
@@ -265,8 +266,8 @@ class KnownHosts:
         target = shlex.quote(str(lookup.user_files[0]))
         scan = f"ssh-keyscan -t {key_type} {port_flag}{shlex.quote(lookup.host)}"
         if lookup.alias:  # recorded under the alias, as ssh looks it up
-            return (f"`{scan} | sed 's/^[^ ]*/{lookup.name}/' >> {target}` (HostKeyAlias "
-                    f"{lookup.name})")
+            rename = shlex.quote(f"s/^[^ ]*/{lookup.name.replace('/', chr(92) + '/')}/")
+            return f"`{scan} | sed {rename} >> {target}` (HostKeyAlias {lookup.name})"
         return f"`{scan} >> {target}`"
 
     def _remember(self, lookup: HostKeyLookup, key: paramiko.PKey) -> None:
