@@ -84,13 +84,7 @@ class Fleet:
 
         if self._resolver is None:
             self._resolver = SSHResolver(self.settings)
-            files = self._resolver.known_hosts_files()
-            for other in self.specs:
-                if other.transport == "ssh":
-                    for extra in self._resolver.extra_known_hosts(other.ssh or other.name):
-                        if extra not in files:
-                            files.append(extra)
-            self._known_hosts = KnownHosts(files, self.settings.strict_host_keys)
+            self._known_hosts = KnownHosts(self.settings.strict_host_keys)
             self._jumps = JumpPool(self._resolver, self._known_hosts)
         assert self._known_hosts is not None
         return SSHHost(spec, self.settings, self._resolver, self._known_hosts, self._jumps)

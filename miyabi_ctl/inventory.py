@@ -76,13 +76,18 @@ DEFAULT_AGENTS: dict[str, AgentSpec] = {
         "claude",
         executables=("claude",),
         scripts=("@anthropic-ai/claude-code/",),
-        launch='claude -p "$(cat {prompt_file})"',
+        # Unattended in a worktree: file edits accepted, git allowed, the repo's test command
+        # too when dispatch.test_command names it; anything else is denied, never asked about.
+        # The prompt precedes --allowedTools, which is variadic and would swallow it as a tool.
+        launch=('claude -p "$(cat {prompt_file})" --permission-mode acceptEdits '
+                '--allowedTools "Bash(git:*)" {test_tool}'),
     ),
     "codex": AgentSpec(
         "codex",
         executables=("codex",),
         scripts=("@openai/codex/",),
-        launch='codex exec "$(cat {prompt_file})"',
+        # workspace-write sandbox (edits in the worktree, no network), no approval prompts.
+        launch='codex exec --full-auto "$(cat {prompt_file})"',
     ),
 }
 
@@ -289,7 +294,7 @@ AGENT_KEYS = {"executables", "scripts", "launch"}
 HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "identity_file",
              "proxy_jump"}
 BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
-DISPATCH_KEYS = {"agent", "worktrees_dir"}
+DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command"}
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:
@@ -365,6 +370,18 @@ def _parse_thresholds(walk: _Walker, node: Node) -> Thresholds:
     return Thresholds(**{k: walk.pair(v, k) for k, (_, v) in items.items()})
 
 
+def _check_template(walk: _Walker, node: Node, agent: str, template: str | None) -> None:
+    """A launch template that cannot be rendered safely is a fleet.yaml error, found when the
+    file is read rather than at each launch."""
+    from miyabi_ctl.dispatch.launch import TemplateError, render_template  # imports inventory
+
+    try:
+        if template:
+            render_template(template)
+    except TemplateError as exc:
+        raise walk.fail(node, str(exc), None, f"agents.{agent}.launch") from None
+
+
 def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
     agents = dict(DEFAULT_AGENTS)
     for name, (_, vnode) in walk.mapping(node, "agents", None, key="agents").items():
@@ -376,6 +393,7 @@ def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
         for key, (_, v) in items.items():
             if key == "launch":
                 changes[key] = walk.string(v, None, f"agents.{name}.launch")
+                _check_template(walk, v, name, changes[key])
             else:
                 changes[key] = walk.string_list(v, None, f"agents.{name}.{key}")
         fields = {"executables": base.executables, "scripts": base.scripts,

@@ -15,7 +15,7 @@ from typing import Any
 import paramiko
 
 from miyabi_ctl.connectors.base import Host, RunResult
-from miyabi_ctl.connectors.hostkeys import KnownHosts
+from miyabi_ctl.connectors.hostkeys import HostKeyLookup, KnownHosts
 from miyabi_ctl.connectors.ssh_config import DEFAULT_IDENTITIES, Endpoint, SSHResolver
 from miyabi_ctl.errors import AuthFailed, CommandTimeout, HostError, Unreachable
 from miyabi_ctl.inventory import HostSpec, SSHSettings
@@ -217,8 +217,9 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
             raise Unreachable(name, f"cannot connect to {where}: {exc.strerror or exc}") from None
     transport = paramiko.Transport(sock)
     options = transport.get_security_options()
-    options.key_types = known_hosts.preferred_algorithms(endpoint.hostname, endpoint.port,
-                                                         tuple(options.key_types))
+    lookup = endpoint.host_keys or HostKeyLookup.for_host(
+        endpoint.hostname, endpoint.port, tuple(resolver.known_hosts_files()))
+    options.key_types = known_hosts.preferred_algorithms(lookup, tuple(options.key_types))
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
     transport.auth_timeout = timeout
@@ -232,7 +233,7 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise Unreachable(name, f"SSH handshake with {where} failed: "
                                     f"{exc or type(exc).__name__}") from None
-        known_hosts.verify(name, endpoint.hostname, endpoint.port, key)
+        known_hosts.verify(name, lookup, key)
         _authenticate(name, transport, endpoint, resolver)
     except BaseException:
         transport.close()

@@ -1,5 +1,7 @@
 """Where and as whom to connect: an ``ssh:`` target resolved through ~/.ssh/config as OpenSSH
-would (aliases, HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout), and the keys."""
+would (aliases, HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout, and where its host
+key is looked up: HostKeyAlias, UserKnownHostsFile, GlobalKnownHostsFile, RevokedHostKeys), and
+the keys."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 
 import paramiko
 
+from miyabi_ctl.connectors.hostkeys import GLOBAL_KNOWN_HOSTS, HostKeyLookup
 from miyabi_ctl.connectors.target import parse_target
 from miyabi_ctl.errors import InventoryError
 from miyabi_ctl.inventory import HostSpec, SSHSettings
@@ -28,6 +31,7 @@ class Endpoint:
     identity_files: tuple[str, ...]
     proxy_jump: str | None
     connect_timeout: float
+    host_keys: HostKeyLookup | None = None  # None only for a host whose config is unusable
 
 
 class SSHResolver:
@@ -50,6 +54,20 @@ class SSHResolver:
     def known_hosts_files(self) -> list[Path]:
         return [Path(self.settings.known_hosts).expanduser()]
 
+    def host_key_lookup(self, hostname: str, port: int, conf: dict[str, Any]) -> HostKeyLookup:
+        """Where OpenSSH would look this host's key up: fleet.yaml's ``ssh.known_hosts`` (where
+        accept-new records) plus the host's ``UserKnownHostsFile``; ``GlobalKnownHostsFile``
+        (default /etc/ssh/ssh_known_hosts{,2}); ``RevokedHostKeys``; under ``HostKeyAlias``."""
+        user = self.known_hosts_files()
+        for path in _paths(conf.get("userknownhostsfile")):
+            if path not in user:
+                user.append(path)
+        configured = conf.get("globalknownhostsfile")
+        global_files = tuple(_paths(configured)) if configured else GLOBAL_KNOWN_HOSTS
+        return HostKeyLookup.for_host(hostname, port, tuple(user), alias=conf.get("hostkeyalias"),
+                                      global_files=global_files,
+                                      revoked_files=tuple(_paths(conf.get("revokedhostkeys"))))
+
     def resolve(self, target: str, spec: HostSpec | None = None) -> Endpoint:
         """Raises ValueError for values OpenSSH would reject (``Port 22x``)."""
         parsed = parse_target(target)
@@ -62,20 +80,18 @@ class SSHResolver:
         if "connecttimeout" in conf:
             timeout = min(timeout, openssh_seconds(conf["connecttimeout"]))
         jump = (spec.proxy_jump if spec and spec.proxy_jump else None) or conf.get("proxyjump")
+        hostname = conf.get("hostname", parsed.host)
+        port = parsed.port or _port(conf.get("port", "22"))
         return Endpoint(
             alias=parsed.host,
-            hostname=conf.get("hostname", parsed.host),
-            port=parsed.port or _port(conf.get("port", "22")),
+            hostname=hostname,
+            port=port,
             user=parsed.user or conf.get("user") or _local_user(),
             identity_files=tuple(str(Path(p).expanduser()) for p in identities),
             proxy_jump=None if jump in (None, "none") else jump,
             connect_timeout=timeout,
+            host_keys=self.host_key_lookup(hostname, port, conf),
         )
-
-    def extra_known_hosts(self, alias: str) -> list[Path]:
-        conf = self.config.lookup(alias)
-        files = conf.get("userknownhostsfile", "")
-        return [Path(p).expanduser() for p in files.split()] if files else []
 
     def load_key(self, path: str) -> paramiko.PKey | None:
         """A private key file, parsed once per fleet (200 hosts share one parse)."""
@@ -102,6 +118,12 @@ def openssh_seconds(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text.strip():
         raise ValueError(f"ConnectTimeout {text!r} is not a time (e.g. 5, 5s, 1m)")
     return float(sum(int(n) * _TIME_UNITS[u.lower()] for n, u in parts))
+
+
+def _paths(value: str | list[str] | None) -> list[Path]:
+    """An ssh_config list of files (``none`` means no file)."""
+    words = value if isinstance(value, list) else (value or "").split()
+    return [Path(w).expanduser() for w in words if w.lower() != "none"]
 
 
 def _port(text: str) -> int:

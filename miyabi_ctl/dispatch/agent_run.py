@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from miyabi_ctl.connectors.base import Host
@@ -13,6 +14,14 @@ RUNS_SCRIPT = Script("dispatch", "runs.sh")
 STOP_SCRIPT = Script("dispatch", "stop.sh")
 
 
+# The end of a line that asks the operator something: "(y/n)", "[Y/n]", "Do you want to …?",
+# "Password:", "Press Enter…", or an empty input prompt ("> ", "❯").
+_QUESTION_RE = re.compile(
+    r"(\([yn]/[yn]\)|\[[yn]/[yn]\]|\(yes/no[^)]*\)|\?|passphrase[^:]*:|password[^:]*:|"
+    r"press (enter|return|any key)[^.]*\.?|^\s*[>❯›])\s*$",
+    re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class RunFacts:
     issue: int
@@ -20,6 +29,21 @@ class RunFacts:
     ahead: int | None
     merged: bool
     last_activity: int | None  # unix time: the latest of the last commit and the log's last write
+    condition: str = "unknown"
+    exit_status: int | None = None
+
+
+def condition_of(alive: bool, ahead: int | None, pane_tail: str, log_tail: str) -> str:
+    """What can be known about a run beyond "alive": ``ended without commits``, ``ended``,
+    ``waiting for input`` (its pane or log ends in a question), else ``unknown`` (working and
+    stuck look the same from outside)."""
+    if not alive:
+        if ahead == 0:
+            return "ended without commits"
+        return "ended" if ahead else "unknown"
+    if any(_QUESTION_RE.search(text) for text in (pane_tail, log_tail) if text.strip()):
+        return "waiting for input"
+    return "unknown"
 
 
 def look(host: Host, inventory: Inventory,
@@ -34,12 +58,17 @@ def look(host: Host, inventory: Inventory,
     facts: dict[int, RunFacts] = {}
     for values in records(result.stdout, "run"):
         times = [int(values[k]) for k in ("last_commit", "log_time") if values.get(k)]
+        alive = values.get("alive") == "yes"
+        ahead = int(values["ahead"]) if values.get("ahead") else None
         facts[int(values["run"])] = RunFacts(
             issue=int(values["run"]),
-            alive=values.get("alive") == "yes",
-            ahead=int(values["ahead"]) if values.get("ahead") else None,
+            alive=alive,
+            ahead=ahead,
             merged=values.get("merged") == "yes",
             last_activity=max(times) if times else None,
+            condition=condition_of(alive, ahead, values.get("pane_tail", ""),
+                                   values.get("log_tail", "")),
+            exit_status=int(values["exit_status"]) if values.get("exit_status") else None,
         )
     return facts
 

@@ -8,7 +8,11 @@ MIYABI_TITLE=$(cat title)
 MIYABI_WORKTREE=$(cat worktree)
 MIYABI_BRANCH=$(cat branch)
 MIYABI_PROMPT_FILE=$MIYABI_RUN_DIR/prompt.md
+MIYABI_TEST_COMMAND=$(cat test_command 2>/dev/null)
+# Claude Code's permission rule allowing that command (with any arguments); empty when none.
+MIYABI_TEST_TOOL=${MIYABI_TEST_COMMAND:+Bash($MIYABI_TEST_COMMAND:*)}
 export MIYABI_RUN_DIR MIYABI_ISSUE MIYABI_TITLE MIYABI_WORKTREE MIYABI_BRANCH MIYABI_PROMPT_FILE
+export MIYABI_TEST_COMMAND MIYABI_TEST_TOOL
 # The PATH of a login shell: where the user's agent CLIs are installed (~/.local/bin, npm, brew).
 login_path=$("${SHELL:-/bin/sh}" -lc 'printf "\n@@PATH=%s\n" "$PATH"' </dev/null 2>/dev/null |
   sed -n 's/^@@PATH=//p' | tail -n 1)

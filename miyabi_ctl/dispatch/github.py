@@ -1,10 +1,16 @@
 """GitHub as a backlog source: open issues over the REST API, turned into ``Issue`` values.
 
-urllib only (no extra dependency). The token comes from ``$GITHUB_TOKEN`` (or the variable named by
-``backlog.token_env``), else from ``gh auth token``. ``api_url`` points at GitHub Enterprise
-(``https://ghe.example.com/api/v3``). Open issues are read page by page following the ``Link``
-header; pull requests (which the issues endpoint also returns) are skipped. An issue referenced as
-a dependency but not open is fetched on its own: closed means done, 404 means an unknown reference.
+urllib only (no extra dependency). ``api_url`` points at GitHub Enterprise
+(``https://ghe.example.com/api/v3``). The token goes to ``api_url``'s own origin only, over https
+(plain http only to a loopback address, for tests): it comes from the variable named by
+``backlog.token_env``, else ``$GITHUB_TOKEN`` for github.com (``$GH_ENTERPRISE_TOKEN`` /
+``$GITHUB_ENTERPRISE_TOKEN`` for another host), else ``gh auth token --hostname <that host>``; a
+redirect or a ``Link`` to another origin is followed without it (urllib would otherwise copy the
+``Authorization`` header to wherever a redirect points). Open issues are read page by page
+following the ``Link`` header; pull requests (which the issues endpoint also returns) are skipped.
+An issue referenced as a dependency but not open is fetched on its own: closed means done, 404
+means an unknown reference; a reference to a pull request is a dependency on that pull request
+(merged = done, otherwise it blocks).
 
 What the labels and bodies mean, following Miyabi's conventions:
 - priority from labels: ``🔥 priority:P0-Critical``, ``priority:P0``, ``P0``, ``p0`` → P0;
@@ -18,6 +24,7 @@ What the labels and bodies mean, following Miyabi's conventions:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -47,20 +54,96 @@ class GitHubSource:
     token: str | None = None
 
 
-def resolve_token(token_env: str | None = None) -> str | None:
-    """``$GITHUB_TOKEN`` (or ``token_env``), else ``gh auth token``, else None (public repos)."""
-    value = os.environ.get(token_env or "GITHUB_TOKEN")
-    if value:
-        return value.strip()
+Origin = tuple[str, str, int]  # scheme, lower-case host, port
+
+
+def origin_of(url: str) -> Origin:
+    """(scheme, host, port) of a URL, the default port filled in: what "same origin" compares."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise BacklogError(f"backlog.api_url {url!r} has a bad port") from None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_url(api_url: str) -> Origin:
+    """The API's origin; https required (plain http only to a loopback address, for tests),
+    since the token and the issue texts that become agents' prompts travel over it."""
+    scheme, host, port = origin_of(api_url)
+    if not host or scheme not in ("https", "http"):
+        raise BacklogError(f"backlog.api_url {api_url!r} is not an http(s) URL")
+    if scheme == "http" and not _is_loopback(host):
+        raise BacklogError(f"backlog.api_url {api_url!r}: plain http is refused (the token and "
+                           "the issues would travel unencrypted); use https://")
+    return scheme, host, port
+
+
+def gh_hostname(api_url: str) -> str:
+    """The host ``gh`` knows the token by: github.com for api.github.com, ``X.ghe.com`` for
+    ``api.X.ghe.com``, else the API's own host (GitHub Enterprise Server)."""
+    host = origin_of(api_url)[1]
+    if host == "api.github.com":
+        return "github.com"
+    if host.startswith("api.") and host.endswith(".ghe.com"):
+        return host[len("api."):]
+    return host
+
+
+def resolve_token(token_env: str | None = None, api_url: str = DEFAULT_API) -> str | None:
+    """The token for ``api_url``'s host, else None (public repositories).
+
+    ``token_env`` names the variable; without it, ``$GITHUB_TOKEN`` is used for github.com only
+    and ``$GH_ENTERPRISE_TOKEN`` / ``$GITHUB_ENTERPRISE_TOKEN`` for any other host (as ``gh``
+    does), so a github.com token is never sent to an Enterprise server by accident. Then
+    ``gh auth token --hostname <host>``: the token gh holds for that host, not its default one."""
+    check_api_url(api_url)
+    hostname = gh_hostname(api_url)
+    if token_env:
+        names = [token_env]
+    elif hostname == "github.com" or hostname.endswith(".ghe.com"):
+        names = ["GITHUB_TOKEN"]
+    else:
+        names = ["GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN"]
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
     if shutil.which("gh"):
         try:
-            proc = subprocess.run(["gh", "auth", "token"], capture_output=True, text=True,
-                                  timeout=10)
+            proc = subprocess.run(["gh", "auth", "token", "--hostname", hostname],
+                                  capture_output=True, text=True, timeout=10,
+                                  stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             return None
         if proc.returncode == 0 and proc.stdout.strip():
             return proc.stdout.strip()
     return None
+
+
+class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but only a redirect to the API's own origin keeps ``Authorization``:
+    urllib's own handler copies every header to wherever the redirect points."""
+
+    def __init__(self, origin: Origin):
+        self.origin = origin
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin_of(newurl) != self.origin:
+            new.remove_header("Authorization")
+        return new
 
 
 def parse_depends(body: str) -> tuple[int, ...]:
@@ -100,10 +183,20 @@ def needs_from_labels(labels: list[str]) -> tuple[str, ...]:
 
 
 def issue_from_json(doc: dict[str, Any]) -> Issue:
-    """One issue object of the REST API as an ``Issue`` (parent is filled in by the caller)."""
+    """One issue object of the REST API as an ``Issue`` (parent is filled in by the caller).
+
+    A pull request (only ever fetched as a dependency) is done when merged; open, or closed
+    without being merged, it blocks what depends on it. It is never dispatched itself."""
     labels = [label["name"] if isinstance(label, dict) else str(label)
               for label in doc.get("labels") or []]
     body = doc.get("body") or ""
+    pull = doc.get("pull_request")
+    if isinstance(pull, dict):
+        merged = bool(pull.get("merged_at"))
+        return Issue(number=int(doc["number"]), title=str(doc.get("title") or ""),
+                     labels=tuple(labels), state="closed" if merged else "open",
+                     pull_request="merged" if merged else (
+                         "closed" if doc.get("state") == "closed" else "open"))
     return Issue(
         number=int(doc["number"]),
         title=str(doc.get("title") or ""),
@@ -123,16 +216,21 @@ class GitHubClient:
         self.source = source
         self.timeout = timeout
         self.base = source.api_url.rstrip("/")
+        self.origin = check_api_url(self.base)
+        self._opener = urllib.request.build_opener(_TokenStaysHome(self.origin))
 
     def _get(self, url: str) -> tuple[Any, str | None]:
+        """GET one URL; the token is attached only when the URL is on the API's own origin."""
+        home = origin_of(url) == self.origin
         request = urllib.request.Request(url, headers={
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
             "User-Agent": "miyabi-ctl",
-            **({"Authorization": f"Bearer {self.source.token}"} if self.source.token else {}),
+            **({"Authorization": f"Bearer {self.source.token}"}
+               if self.source.token and home else {}),
         })
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=self.timeout) as response:
                 body = response.read().decode("utf-8")
                 link = response.headers.get("Link")
         except urllib.error.HTTPError as exc:
@@ -170,14 +268,23 @@ class GitHubClient:
         return found
 
     def issue(self, number: int) -> dict[str, Any] | None:
-        """One issue by number, or None when it does not exist (404) or is a pull request."""
+        """One issue or pull request by number, or None when it does not exist (404, 410).
+
+        A pull request's ``pull_request.merged_at`` says whether it was merged; a server too old
+        to send it is asked ``/pulls/N`` (``merged``)."""
         try:
             doc, _ = self._get(self.repo_url(f"/issues/{number}"))
+            if not isinstance(doc, dict):
+                raise BacklogError(f"GitHub {self.source.repo}: expected issue #{number}")
+            pull = doc.get("pull_request")
+            if isinstance(pull, dict) and "merged_at" not in pull and doc.get("state") == "closed":
+                detail, _ = self._get(self.repo_url(f"/pulls/{number}"))
+                pull["merged_at"] = detail.get("merged_at") if isinstance(detail, dict) else None
         except GitHubHTTPError as exc:
             if exc.status in (404, 410):
                 return None
             raise
-        return None if "pull_request" in doc else doc
+        return doc
 
 
 class GitHubHTTPError(BacklogError):

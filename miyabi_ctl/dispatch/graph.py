@@ -14,7 +14,8 @@ from miyabi_ctl.dispatch.issue import BacklogError, Issue
 
 @dataclass
 class IssueState:
-    """Where one issue stands: ``done``, ``tracking``, ``blocked``, ``ready`` or ``assigned``."""
+    """Where one issue stands: ``done``, ``tracking``, ``blocked``, ``ready``, ``assigned``, or
+    ``pull request`` (an open or unmerged pull request that other issues depend on)."""
 
     issue: Issue
     status: str
@@ -28,6 +29,9 @@ class IssueState:
             return "blocked by " + ", ".join(f"#{n}" for n in self.blocked_by)
         if self.status == "assigned":
             return f"assigned to {self.assigned_to}"
+        if self.status == "pull request":
+            return ("pull request (closed without merging)"
+                    if self.issue.pull_request == "closed" else "pull request (open)")
         if self.status == "tracking":
             return f"tracking ({len(self.children)} children)" if self.children else "tracking"
         return self.status
@@ -114,6 +118,8 @@ class Graph:
         unblocks = len(self.dependents(number))
         if issue.done:
             return IssueState(issue, "done", children=children, unblocks=0)
+        if issue.pull_request:  # a dependency only, never work to dispatch; merged is done
+            return IssueState(issue, "pull request", unblocks=unblocks)
         if children or issue.tracking:
             return IssueState(issue, "tracking", children=children, unblocks=unblocks)
         if assigned and number in assigned:

@@ -37,6 +37,7 @@ class Issue:
     state: str = "open"
     estimate: str | None = None
     tracking: bool = False  # known to have children even when they are not listed (GitHub sub-issues)
+    pull_request: str | None = None  # a GitHub pull request depended on: open | closed | merged
 
     @property
     def done(self) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.dispatch.reparse import reparsing_problem
 from miyabi_ctl.errors import MiyabiError
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.names import check_branch, check_remote
@@ -36,7 +37,11 @@ PLACEHOLDERS = {
     "prompt_file": "MIYABI_PROMPT_FILE",
     "worktree": "MIYABI_WORKTREE",
     "branch": "MIYABI_BRANCH",
+    "test_command": "MIYABI_TEST_COMMAND",
+    "test_tool": "MIYABI_TEST_TOOL",
 }
+# Placeholders that may be empty: outside quotes they vanish then instead of passing "".
+OPTIONAL = {"test_command", "test_tool"}
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -74,6 +79,12 @@ def worktrees_dir(inventory: Inventory) -> str:
     return str(inventory.dispatch.get("worktrees_dir") or DEFAULT_WORKTREES_DIR)
 
 
+def test_command(inventory: Inventory) -> str:
+    """The repository's test command (``dispatch.test_command``), which the default Claude
+    template allows the agent to run; '' when not configured."""
+    return str(inventory.dispatch.get("test_command") or "").strip()
+
+
 def worktree_path(inventory: Inventory, issue: int) -> str:
     """The worktree as configured (a leading ``~/`` is expanded on the host)."""
     return f"{worktrees_dir(inventory).rstrip('/')}/issue-{issue}"
@@ -89,6 +100,8 @@ def render_template(template: str) -> str:
     A small scanner follows sh quoting: outside quotes a placeholder becomes ``"${VAR}"``; inside
     double quotes (including ``"$(cat {prompt_file})"``, where ``$(`` opens a fresh context)
     ``${VAR}``; inside single quotes or backticks it is refused, since no reference can work there.
+    A template that hands a value to a program that parses it again (``sh -c "… {title}"``,
+    ``eval``, ``ssh``, ``xargs``…) is refused too (``reparse``).
     """
     out: list[str] = []
     stack = ["plain"]  # plain | dq | sub (inside $( ), unquoted)
@@ -104,7 +117,12 @@ def render_template(template: str) -> str:
                 raise TemplateError(f"launch template: unknown placeholder {{{name}}} "
                                     f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
             var = PLACEHOLDERS[name]
-            out.append(f"${{{var}}}" if context == "dq" else f'"${{{var}}}"')
+            if context == "dq":
+                out.append(f"${{{var}}}")
+            elif name in OPTIONAL:
+                out.append(f'${{{var}:+"${{{var}}}"}}')
+            else:
+                out.append(f'"${{{var}}}"')
             i = match.end()
             continue
         if ch == "\\" and i + 1 < len(template):
@@ -155,6 +173,9 @@ def render_template(template: str) -> str:
         i += 1
     if len(stack) != 1:
         raise TemplateError("launch template: unbalanced quotes or $( )")
+    problem = reparsing_problem(template)
+    if problem:
+        raise TemplateError(problem)
     return "".join(out)
 
 
@@ -205,7 +226,8 @@ def launch(host: Host, inventory: Inventory, *, issue: int, title: str, body: st
     result = run_script(
         host, LAUNCH_SCRIPT, host.spec.repo_path_or(inventory.repo), inventory.repo.remote,
         inventory.repo.main, worktrees_dir(inventory), str(issue), agent_command(spec.launch),
-        runner, title, prompt_text(issue, title, body, branch), timeout=120)
+        runner, title, prompt_text(issue, title, body, branch), test_command(inventory),
+        timeout=120)
     values = key_values(result.stdout)
     if result.exit_code != 0 or "session" not in values:
         message = values.get("error") or (result.stderr.strip().splitlines() or ["failed"])[-1]

@@ -1,10 +1,10 @@
 # miyabi-ctl launch (miyabi_ctl/dispatch/launch.py): REPO REMOTE MAIN WTDIR ISSUE AGENT_EXE RUNNER
-# TITLE PROMPT. Creates or reuses the worktree issue/N, writes the run files beside it and starts
+# TITLE PROMPT TEST_COMMAND. Creates or reuses the worktree issue/N, writes the run files beside it and starts
 # run.sh in tmux session miyabi-N. Prints key=value lines; `error=` and a code on failure.
 use_login_path
 expand_home "$1"; repo=$expanded
 expand_home "$4"; wtdir=$expanded
-remote=$2 main=$3 issue=$5 agent_exe=$6 runner=$7 title=$8 prompt=$9
+remote=$2 main=$3 issue=$5 agent_exe=$6 runner=$7 title=$8 prompt=$9 test_command=${10}
 session=miyabi-$issue branch=issue/$issue
 wt=$wtdir/issue-$issue rundir=$wtdir/.runs/issue-$issue
 command -v tmux >/dev/null 2>&1 || die 10 "tmux is not installed (not on the login PATH)"
@@ -39,6 +39,7 @@ printf '%s' "$title" >"$rundir/title"
 printf '%s' "$wt" >"$rundir/worktree"
 printf '%s' "$branch" >"$rundir/branch"
 printf '%s' "$prompt" >"$rundir/prompt.md"
+printf '%s' "$test_command" >"$rundir/test_command"
 printf '%s\n' "$runner" >"$rundir/run.sh"
 echo "log=$rundir/agent.log"
 tmux new-session -d -s "$session" -c "$rundir" 'exec sh ./run.sh' ||

@@ -42,7 +42,7 @@ def issues_json(states: list[IssueState], source: str) -> dict[str, Any]:
 def issues_table(states: list[IssueState], *, plain: bool = False) -> Table:
     table = make_table("#", "PRIO", "STATE", "NEEDS", "EST", "TITLE", plain=plain)
     style = {"ready": "green", "blocked": "yellow", "assigned": "cyan", "done": "dim",
-             "tracking": "dim"}
+             "tracking": "dim", "pull request": "yellow"}
     for s in states:
         table.add_row(str(s.issue.number), s.issue.priority, s.describe(),
                       ",".join(s.issue.needs) or "-", s.issue.estimate or "-", s.issue.title,
@@ -131,6 +131,7 @@ def run_json(view: RunView) -> dict[str, Any]:
         "session_alive": view.alive, "commits_ahead": view.ahead,
         "last_activity": view.last_activity, "merged": view.merged,
         "issue_closed": view.issue_closed, "done": view.done, "error": view.error,
+        "condition": view.condition, "exit_status": view.exit_status,
     }
 
 
@@ -146,6 +147,10 @@ def runs_table(views: list[RunView], *, plain: bool = False, now: float | None =
             session = "-"
         else:
             session = f"{a.session} {'alive' if v.alive else 'gone'}"
+            if v.condition and v.condition != "unknown" and v.condition != "ended":
+                session += f", {v.condition}"
+            if v.exit_status is not None:
+                session += f" (exit {v.exit_status})"
         activity = "-" if v.last_activity is None else ago(now - v.last_activity)
         done = "merged" if v.merged else "issue closed" if v.issue_closed else "no"
         table.add_row(str(a.issue), a.host, a.state, session, _num(v.ahead), activity, done,

@@ -196,6 +196,8 @@ class RunView:
     issue_closed: bool = False
     last_activity: int | None = None
     error: str | None = None
+    condition: str | None = None  # agent_run.condition_of, for a run looked at; else None
+    exit_status: int | None = None
 
     @property
     def done(self) -> bool:
@@ -240,5 +242,6 @@ def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None, *,
                 views.append(RunView(a, issue_closed=closed, error="no answer for this run"))
             else:
                 views.append(RunView(a, alive=f.alive, ahead=f.ahead, merged=f.merged,
-                                     issue_closed=closed, last_activity=f.last_activity))
+                                     issue_closed=closed, last_activity=f.last_activity,
+                                     condition=f.condition, exit_status=f.exit_status))
     return views

@@ -79,6 +79,16 @@ OPEN_PAGE_2 = [
                                                             "percent_completed": 33}),
 ]
 SINGLE = {1167: issue(1167, "RDS", state="closed"), 1168: issue(1168, "Migrations", state="closed")}
+# Pull requests as GET /issues/N returns them: `pull_request.merged_at` set only once merged.
+PULLS = {
+    1500: issue(1500, "Open PR", pull_request={"url": "…/pulls/1500", "merged_at": None}),
+    1501: issue(1501, "Merged PR", state="closed",
+                pull_request={"url": "…/pulls/1501", "merged_at": "2026-11-01T10:00:00Z"}),
+    1502: issue(1502, "Abandoned PR", state="closed",
+                pull_request={"url": "…/pulls/1502", "merged_at": None}),
+    1503: issue(1503, "Merged PR, old server", state="closed",
+                pull_request={"url": "…/pulls/1503"}),  # no merged_at: /pulls/1503 is asked
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -101,8 +111,13 @@ class Handler(BaseHTTPRequestHandler):
             number = int(url.path.rsplit("/", 1)[1])
             if number in SINGLE:
                 return self.reply(200, SINGLE[number])
+            if number in PULLS:
+                return self.reply(200, PULLS[number])
             return self.reply(404, {"message": "Not Found",
                                     "documentation_url": "https://docs.github.com/rest"})
+        if url.path == "/api/v3/repos/acme/app/pulls/1503":
+            return self.reply(200, {"number": 1503, "merged": True,
+                                    "merged_at": "2026-10-01T10:00:00Z"})
         self.reply(404, {"message": "Not Found"})
 
     def reply(self, status: int, doc: object, link: str | None = None) -> None:
@@ -182,3 +197,179 @@ def test_issues_command_reads_github_from_fleet_yaml(api: str, tmp_path: Path) -
     assert [(i["number"], i["state"]) for i in doc["issues"]][:2] == [(1169, "ready"),
                                                                       (970, "tracking")]
     assert {auth for _, auth in Handler.seen} == {"Bearer from-env"}
+
+
+def test_a_pull_request_dependency_blocks_until_merged(api: str) -> None:
+    OPEN_PAGE_2.append(issue(1401, "Waits on PRs", body="Blocked by #1500\nDepends on #1501"))
+    OPEN_PAGE_2.append(issue(1402, "Waits on an abandoned PR", body="Blocked by #1502"))
+    OPEN_PAGE_2.append(issue(1403, "Waits on a merged PR", body="Requires #1503, #1501"))
+    try:
+        issues = load_github_issues(GitHubSource("acme/app", api, TOKEN))
+    finally:
+        del OPEN_PAGE_2[-3:]
+    by = {i.number: i for i in issues}
+    assert [by[n].pull_request for n in (1500, 1501, 1502, 1503)] == [
+        "open", "merged", "closed", "merged"]
+    states = {s.issue.number: s.describe() for s in Graph.build(issues).states()}
+    assert states[1401] == "blocked by #1500"
+    assert states[1402] == "blocked by #1502"
+    assert states[1403] == "ready"
+    assert states[1500] == "pull request (open)"
+    assert states[1502] == "pull request (closed without merging)"
+    assert states[1501] == states[1503] == "done"
+    assert 1500 not in [s.issue.number for s in Graph.build(issues).ready()]
+
+
+# -- the token stays on api_url's origin ------------------------------------------------------
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """A server that records who asked with which Authorization; `redirect_to` makes it answer
+    every request with a 302 to that base URL (plus the path asked for)."""
+
+    redirect_to: ClassVar[dict[int, str]] = {}
+    seen: ClassVar[dict[int, list[tuple[str, str | None]]]] = {}
+
+    def do_GET(self) -> None:
+        port = self.server.server_port
+        Recorder.seen.setdefault(port, []).append((self.path, self.headers.get("Authorization")))
+        target = Recorder.redirect_to.get(port)
+        if target is not None and not self.path.startswith("/moved/"):
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = json.dumps([issue(1, "From wherever")] if "/issues?" in self.path
+                          else issue(int(self.path.rsplit("/", 1)[1]), "x")).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def servers() -> Iterator[list[int]]:
+    started = []
+    for _ in range(2):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+    Recorder.seen.clear()
+    Recorder.redirect_to.clear()
+    try:
+        yield [s.server_port for s in started]
+    finally:
+        for server in started:
+            server.shutdown()
+            server.server_close()
+
+
+def test_urllib_itself_forwards_the_token_on_a_redirect(servers: list[int]) -> None:
+    """Why the client needs its own redirect handler: plain urllib copies Authorization to the
+    other origin."""
+    import urllib.request
+
+    first, second = servers
+    Recorder.redirect_to[first] = f"http://127.0.0.1:{second}"
+    request = urllib.request.Request(f"http://127.0.0.1:{first}/api/repos/acme/app/issues/1",
+                                     headers={"Authorization": "Bearer leaked"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        response.read()
+    assert Recorder.seen[second] == [("/api/repos/acme/app/issues/1", "Bearer leaked")]
+
+
+def test_a_redirect_to_another_origin_never_carries_the_token(servers: list[int]) -> None:
+    first, second = servers
+    Recorder.redirect_to[first] = f"http://127.0.0.1:{second}"
+    issues = load_github_issues(GitHubSource("acme/app", f"http://127.0.0.1:{first}/api", TOKEN))
+    assert [i.title for i in issues] == ["From wherever"]  # followed, without the token
+    assert Recorder.seen[first] == [("/api/repos/acme/app/issues?state=open&per_page=100",
+                                     f"Bearer {TOKEN}")]
+    assert Recorder.seen[second] == [("/api/repos/acme/app/issues?state=open&per_page=100", None)]
+
+
+def test_a_redirect_within_the_origin_keeps_the_token(servers: list[int]) -> None:
+    """GitHub answers a renamed repository with a 301 on its own origin: still authenticated."""
+    from miyabi_ctl.dispatch.github import GitHubClient
+
+    first, _ = servers
+    base = f"http://127.0.0.1:{first}"
+    Recorder.redirect_to[first] = base + "/moved"
+    client = GitHubClient(GitHubSource("acme/app", f"{base}/api", TOKEN))
+    doc, _ = client._get(f"{base}/api/repos/acme/app/issues/7")
+    assert doc["number"] == 7
+    assert Recorder.seen[first] == [("/api/repos/acme/app/issues/7", f"Bearer {TOKEN}"),
+                                    ("/moved/api/repos/acme/app/issues/7", f"Bearer {TOKEN}")]
+
+
+def test_a_next_page_on_another_origin_is_read_without_the_token(servers: list[int]) -> None:
+    from miyabi_ctl.dispatch.github import GitHubClient
+
+    first, second = servers
+    client = GitHubClient(GitHubSource("acme/app", f"http://127.0.0.1:{first}/api", TOKEN))
+    client._get(f"http://127.0.0.1:{second}/api/repos/acme/app/issues/3")
+    assert Recorder.seen[second] == [("/api/repos/acme/app/issues/3", None)]
+
+
+@pytest.mark.parametrize("url", ["http://api.github.com", "http://ghe.example.com/api/v3",
+                                 "http://10.0.0.1/api/v3", "ftp://ghe.example.com/api"])
+def test_plain_http_is_refused_except_to_loopback(url: str) -> None:
+    from miyabi_ctl.dispatch.github import check_api_url, resolve_token
+
+    with pytest.raises(BacklogError, match=r"plain http is refused|not an http"):
+        load_github_issues(GitHubSource("acme/app", url, TOKEN))
+    with pytest.raises(BacklogError):
+        resolve_token(None, url)  # refused before any token is looked up
+    for ok in ("https://ghe.example.com/api/v3", "http://127.0.0.1:8080/api",
+               "http://[::1]:8080/api", "http://localhost/api"):
+        check_api_url(ok)
+
+
+def fake_gh(tmp_path: Path) -> Path:
+    """A `gh` that records its argv and prints a token named after the --hostname it got."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    gh = bindir / "gh"
+    gh.write_text('#!/bin/sh\nprintf \'%s\\n\' "$@" >>"$GH_ARGV_LOG"\n'
+                  '[ "$1 $2 $3" = "auth token --hostname" ] || exit 4\necho "token-for-$4"\n')
+    gh.chmod(0o755)
+    return bindir
+
+
+@pytest.mark.parametrize(("api_url", "hostname"), [
+    ("https://api.github.com", "github.com"),
+    ("https://ghe.example.com/api/v3", "ghe.example.com"),
+    ("https://api.octo.ghe.com", "octo.ghe.com"),
+])
+def test_gh_is_asked_for_the_token_of_api_urls_host(api_url: str, hostname: str,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from miyabi_ctl.dispatch.github import resolve_token
+
+    log = tmp_path / "argv"
+    monkeypatch.setenv("PATH", f"{fake_gh(tmp_path)}:{os.environ['PATH']}")
+    monkeypatch.setenv("GH_ARGV_LOG", str(log))
+    for name in ("GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert resolve_token(None, api_url) == f"token-for-{hostname}"
+    assert log.read_text().splitlines() == ["auth", "token", "--hostname", hostname]
+
+
+def test_a_github_com_token_is_not_sent_to_an_enterprise_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from miyabi_ctl.dispatch.github import resolve_token
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gh
+    monkeypatch.setenv("GITHUB_TOKEN", "dotcom")
+    monkeypatch.delenv("GH_ENTERPRISE_TOKEN", raising=False)
+    monkeypatch.delenv("GITHUB_ENTERPRISE_TOKEN", raising=False)
+    assert resolve_token(None, "https://api.github.com") == "dotcom"
+    assert resolve_token(None, "https://ghe.example.com/api/v3") is None
+    monkeypatch.setenv("GH_ENTERPRISE_TOKEN", "ghe")
+    assert resolve_token(None, "https://ghe.example.com/api/v3") == "ghe"
+    assert resolve_token("GITHUB_TOKEN", "https://ghe.example.com/api/v3") == "dotcom"  # asked
