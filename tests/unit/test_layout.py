@@ -61,7 +61,7 @@ def test_every_remote_script_is_a_file_read_by_a_module_beside_it() -> None:
     for module in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                lines = node.value.splitlines()
+                lines = node.value.splitlines() if node.value.count("\n") >= 2 else []
                 shell = sum(line.strip() in ("fi", "done", "esac", "then", "do") for line in lines)
                 assert shell == 0, f"{module}:{node.lineno}: a shell program in a Python string"
 
