@@ -80,7 +80,7 @@ if read -r online 2>/dev/null </sys/devices/system/cpu/online; then
   done
   unset IFS
 fi
-[ -n "$cpus" ] || cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || nproc 2>/dev/null)
+[ -n "$cpus" ] || cpus=$(sysctl -n hw.ncpu 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)
 echo "cpus=$cpus"
 if [ -r /proc/meminfo ]; then
   while read -r key kb _; do
