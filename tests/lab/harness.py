@@ -705,6 +705,34 @@ class LabHost:
         """True while the namespace init (and so the host) is running."""
         return self._proc is not None and self._proc.poll() is None
 
+    def parents(self) -> dict[int, int]:
+        """Every process of the host as pid -> parent pid (as seen inside), read from outside:
+        a stand-in host may have no /proc inside."""
+        try:
+            ns = os.readlink(f"/proc/{self.init_pid}/ns/pid")
+        except OSError:
+            return {}
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                    continue
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            pid = int(fields["NSpid"].split()[-1])
+            ppid_outside = int(fields["PPid"])
+            try:
+                ppid = int(Path(f"/proc/{ppid_outside}/status").read_text()
+                           .split("NSpid:", 1)[1].splitlines()[0].split()[-1])
+            except (OSError, IndexError):
+                ppid = 0
+            found[pid] = ppid if pid != 1 else 0
+        return found
+
     def pids(self) -> list[int]:
         """Pids (as seen inside) of every process in the host's PID namespace."""
         try:

@@ -170,3 +170,46 @@ def test_every_figure_or_an_honest_unknown(platform: Platform) -> None:
         assert host["hostname"] == "localhost"
     if platform.name == "mac":
         assert host["os"].startswith("Darwin ")
+
+
+@pytest.mark.parametrize("kind", ["mac", "termux", "busybox"])
+def test_prune_apply_ends_exactly_the_sessions_and_their_children(
+        kind: str, lab: Lab, tmp_path: Path) -> None:
+    p = _build(lab, tmp_path, kind)
+    host = p.host
+    # One more session with a child of its own (a tool it runs).
+    child_env = {"HOME": p.home, "PATH": "/usr/bin:/bin", "MIYABI_CHILD": f"{p.home}/bin/3.2.1"}
+    uid = hosts.TermuxSetup.user.uid if kind == "termux" else None
+    parent = host.spawn([f"{p.home}/.local/share/claude/versions/{forms.VERSION}", "--model",
+                         "opus"], cwd=p.home, env=child_env, uid=uid)
+    children = _children(host, parent)
+    assert len(children) == 1
+    codex_child = _children(host, p.pids["codex-node"])
+    assert len(codex_child) == 1
+    time.sleep(1.5)
+    sessions = {**p.sessions(), parent: "claude"}
+    others = [pid for form, pid in p.pids.items() if p.agents[form] is None]
+    state = tmp_path / "state"
+    plan = cli("phase0", "prune", "--older-than", "1s", "--fleet", str(p.fleet), "--json",
+               state=state)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    planned = {s["pid"]: s["action"] for s in json.loads(plan.stdout)["hosts"][0]["sessions"]}
+    assert planned == dict.fromkeys(sessions, "kill"), planned
+    done = cli("phase0", "prune", "--older-than", "1s", "--grace", "3", "--fleet", str(p.fleet),
+               "--apply", "--yes", "--json", state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {s["pid"]: s["result"] for s in json.loads(done.stdout)["hosts"][0]["sessions"]}
+    assert set(results) == set(sessions)
+    assert set(results.values()) <= {"terminated", "killed"}, results
+    alive = set(host.pids())
+    assert not (set(sessions) | set(children) | set(codex_child)) & alive
+    assert set(others) <= alive  # decoys and the installer's helper are untouched
+
+
+def _children(host: LabHost, pid: int) -> list[int]:
+    deadline = time.monotonic() + 10
+    while True:
+        out = [child for child, parent in host.parents().items() if parent == pid]
+        if out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.05)
