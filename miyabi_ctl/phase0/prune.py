@@ -141,6 +141,8 @@ def choose(sessions: list[AgentSession], sel: Selection, host_now: int | None) -
         early = sel.started_before is None or started < sel.started_before
         if sel.agent not in (None, s.agent):
             act.reason = f"not {sel.agent}"
+        elif s.mine is False:
+            act.reason = "another user's session"
         elif s.pid in kept:
             act.reason = f"among the newest {sel.keep}"
         elif not (old and early):

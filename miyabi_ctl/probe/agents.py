@@ -61,6 +61,7 @@ class ProcessFacts:
     start_ticks: int | None = None  # /proc/PID/stat starttime, clock ticks after boot
     cpu_ticks: int | None = None    # utime + stime
     tty: bool | None = None         # has a controlling terminal
+    mine: bool | None = None        # the login user's own process
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class AgentSession:
     activity_source: str | None = None  # transcript, or None
     attached: bool | None = None        # a terminal or an attached tmux client is on it
     branch: str | None = None           # the git branch of its cwd
+    mine: bool | None = None            # the login user's own (None: unknown, e.g. macOS)
 
 
 def parse_etime(text: str) -> int:
@@ -219,7 +221,7 @@ def find_sessions(processes: Iterable[ProcessLine], agents: Mapping[str, AgentSp
             continue
         fact = facts.get(proc.pid, ProcessFacts())
         sessions.append(AgentSession(proc.pid, proc.ppid, agent, proc.age_s, fact.cwd, proc.args,
-                                     attached=fact.tty))
+                                     attached=fact.tty, mine=fact.mine))
     return sorted(sessions, key=lambda s: (-s.age_s, s.pid))
 
 

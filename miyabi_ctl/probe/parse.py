@@ -153,11 +153,12 @@ def _float(value: str | None) -> float | None:
 
 def parse_facts(lines: list[str]) -> dict[int, ProcessFacts]:
     """The ``@@proc`` section: ``p<pid>`` then a line per fact (``n`` cwd, ``e`` executable,
-    ``l`` launcher, ``t`` start ticks, ``c`` CPU ticks, ``y`` tty); ``lsof -F`` lines too."""
+    ``l`` launcher, ``t`` start ticks, ``c`` CPU ticks, ``y`` tty, ``o`` ours); ``lsof -F``
+    lines too."""
     found: dict[int, dict[str, object]] = {}
     pid: int | None = None
     keys = {"n": "cwd", "e": "exe", "l": "launcher", "t": "start_ticks", "c": "cpu_ticks",
-            "y": "tty"}
+            "y": "tty", "o": "mine"}
     for line in lines:
         tag, value = line[:1], line[1:]
         if tag == "p":
@@ -170,6 +171,8 @@ def parse_facts(lines: list[str]) -> dict[int, ProcessFacts]:
                 found[pid][key] = _int(value)
             elif key == "tty":
                 found[pid][key] = _int(value) not in (None, 0)
+            elif key == "mine":
+                found[pid][key] = value == "1"
             else:
                 found[pid][key] = value
     return {p: ProcessFacts(**f) for p, f in found.items()}  # type: ignore[arg-type]

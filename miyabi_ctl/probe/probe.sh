@@ -114,8 +114,8 @@ matches=$({ ps -axo pid=,ppid=,stat=,etime=,args= 2>/dev/null ||
   { for (i = 1; i <= n; i++) if (kw[i] != "" && index($0, kw[i])) { print; next } }')
 [ -n "$matches" ] && printf '%s\n' "$matches"
 # What else the probe can read about each of them (docs/platforms.md), as `p<pid>` then one
-# letter per fact: n cwd, e executable, l launcher ($_ of its environment), t start (clock ticks
-# after boot), c CPU ticks used, y controlling terminal (0 = none).
+# letter per fact: o ours (1: the login's own process), n cwd, e executable, l launcher ($_ of its
+# environment), t start (clock ticks after boot), c CPU ticks used, y controlling terminal (0 = none).
 echo "@@proc"
 if [ -n "$matches" ]; then
   if [ -r /proc/self/stat ]; then
@@ -123,6 +123,7 @@ if [ -n "$matches" ]; then
     (
       while read -r pid _ _ _ argv0 _; do
         echo "p$pid"
+        if [ -O "/proc/$pid" ]; then echo "o1"; else echo "o0"; fi
         cd -P "/proc/$pid/cwd" 2>/dev/null && printf 'n' && pwd -P
         if read -r st 2>/dev/null <"/proc/$pid/stat"; then
           set -f

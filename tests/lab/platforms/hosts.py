@@ -65,7 +65,8 @@ def _users_files(host: LabHost, users: list[User]) -> list[list[str]]:
     return [["bind", str(etc / f), f"/etc/{f}"] for f in ("passwd", "group", "shadow")]
 
 
-def _home(host: LabHost, outside: Path, uid: int, *, clone: bool = True) -> None:
+def _home(host: LabHost, outside: Path, uid: int, *, clone: bool = True,
+          origin: str | None = None) -> None:
     """A login's home: the lab's key, a git identity, a clone of origin, owned by ``uid``."""
     (outside / ".ssh").mkdir(parents=True, exist_ok=True)
     (outside / ".ssh" / "authorized_keys").write_text(host.lab._client_pub)
@@ -74,6 +75,8 @@ def _home(host: LabHost, outside: Path, uid: int, *, clone: bool = True) -> None
         "[init]\n\tdefaultBranch = main\n")
     if clone and not (outside / "miyabi-private").exists():
         _git("clone", "-q", str(host.lab.origin), str(outside / "miyabi-private"))
+        if origin:
+            _git("-C", str(outside / "miyabi-private"), "remote", "set-url", "origin", origin)
     _chown_tree(outside, uid)
 
 
@@ -99,7 +102,10 @@ class UsersSetup(HostSetup):
     def prepare(self, host: LabHost) -> None:
         homes = host.dir / "homes"
         for u in self.users:
-            _home(host, homes / u.name, u.uid)
+            # Each user pushes to an origin of their own (the lab's is root's).
+            own = homes / u.name / "origin.git"
+            _git("clone", "-q", "--bare", str(host.lab.origin), str(own))
+            _home(host, homes / u.name, u.uid, origin=f"{u.home}/origin.git")
             # What each user's login shell puts on PATH: a directory only that shell's own
             # startup file names (use_login_path must find it whatever the shell).
             rc_bin = f"{u.home}/rc-bin"
