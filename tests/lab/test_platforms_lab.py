@@ -213,3 +213,38 @@ def _children(host: LabHost, pid: int) -> list[int]:
         if out or time.monotonic() > deadline:
             return out
         time.sleep(0.05)
+
+
+def test_a_load_nothing_gives_is_null_a_warning_and_never_dispatched_to(
+        lab: Lab, tmp_path: Path) -> None:
+    _need()
+    setup = hosts.TermuxSetup(uptime=False)
+    host = lab.add_host("pf-noload", setup=setup)
+    fleet = _fleet(lab, host, setup.user.name, tmp_path, max_sessions=4, tags=["android"])
+    fleet.write_text(fleet.read_text() + f"backlog:\n  file: {ROOT / 'backlog.yaml'}\n")
+    doc, _, _ = _status(Platform("termux", host, setup.user.name, hosts.TERMUX_HOME, fleet))
+    assert doc["load_avg"] is None and doc["load_per_core"] is None
+    assert doc["status"] == "warning"
+    unknown = {f["message"].split(":")[0]: f for f in doc["findings"] if f["code"] == "unknown"}
+    assert set(unknown) == {"load unknown", "uptime unknown"}
+    assert {f["level"] for f in unknown.values()} == {"warning"}
+    assert "/proc/loadavg permission denied" in unknown["load unknown"]["message"]
+    assert "uptime not installed" in unknown["load unknown"]["message"]
+    assert doc["uptime_s"] is None
+    assert doc["cpu_count"] == os.cpu_count()  # still read, from /sys
+    check = cli("check", "--fleet", str(fleet))
+    assert check.returncode == 1 and check.stdout.startswith("MIYABI WARNING"), check.stdout
+    explain = cli("dispatch", "--explain", "--fleet", str(fleet), state=tmp_path / "state")
+    assert explain.returncode == 0, explain.stderr
+    row = next(line for line in explain.stdout.splitlines() if line.startswith("pf-noload"))
+    assert "not placed on: load or CPU count unknown (load unknown: " in row, explain.stdout
+
+
+def test_git_that_is_only_the_xcode_shim_is_a_clear_repo_error(lab: Lab, tmp_path: Path) -> None:
+    _need()
+    host = lab.add_host("pf-shim", setup=hosts.MacSetup(git_shim=True))
+    doc, _, _ = _status(Platform("mac", host, "root", "/root", _fleet(lab, host, "root", tmp_path)))
+    assert doc["repo"] is None
+    assert doc["repo_error"].startswith("git is only the Xcode command line tools shim")
+    assert "xcode-select --install" in doc["repo_error"]
+    assert "no developer tools were found" in doc["repo_error"]

@@ -139,12 +139,16 @@ class TermuxSetup(HostSetup):
     hostname = "localhost"
     user = User("u0_a123", 10123, f"{TERMUX_PREFIX}/bin/bash", TERMUX_HOME)
 
+    def __init__(self, *, uptime: bool = True) -> None:
+        super().__init__()
+        self.uptime = uptime  # False: a phone where nothing gives the load (no uptime on PATH)
+
     def prepare(self, host: LabHost) -> None:
         files = host.dir / "termux-files"
         prefix = files / "usr"
         (prefix / "bin").mkdir(parents=True)
         (prefix / "tmp").mkdir()
-        for tool in ("ps", "uptime"):  # Android's own, toybox
+        for tool in ("ps", "uptime") if self.uptime else ("ps",):  # Android's own, toybox
             (prefix / "bin" / tool).symlink_to("/usr/bin/toybox")
         forms._place("/usr/bin/bash", prefix / "bin" / "bash")
         forms.install(self.layout(host), host.lab.agent_binary())
@@ -165,8 +169,20 @@ class TermuxSetup(HostSetup):
             ["bind", str(tmp), "/tmp"],
             *_users_files(host, [self.user]),
         ]
-        self.sshd += [f"SetEnv PATH={TERMUX_PREFIX}/bin:/usr/bin:/bin TMPDIR={TERMUX_PREFIX}/tmp "
-                      f"PREFIX={TERMUX_PREFIX}"]
+        path = f"{TERMUX_PREFIX}/bin:/usr/bin:/bin"
+        if not self.uptime:  # Debian's procps uptime reads the denied /proc/uptime: leave it out
+            bin_dir = host.dir / "termux-system-bin"
+            bin_dir.mkdir()
+            for tool in ("sh", "git", "sed", "awk", "tr", "cat", "date", "readlink", "head", "tail",
+                         "grep", "mktemp", "rm", "sleep", "perl", "timeout", "getconf", "hostname",
+                         "uname", "mkdir", "ls", "wc", "cut", "env", "bash", "id", "sort"):
+                found = shutil.which(tool)
+                if found:
+                    (bin_dir / tool).symlink_to(found)
+            self.steps.append(["mkdir", f"{TERMUX_FILES}/system-bin"])
+            self.steps.append(["bind", str(bin_dir), f"{TERMUX_FILES}/system-bin"])
+            path = f"{TERMUX_PREFIX}/bin:{TERMUX_FILES}/system-bin"
+        self.sshd += [f"SetEnv PATH={path} TMPDIR={TERMUX_PREFIX}/tmp PREFIX={TERMUX_PREFIX}"]
 
     def layout(self, host: LabHost) -> forms.Layout:
         files = host.dir / "termux-files"
