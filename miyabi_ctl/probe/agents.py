@@ -62,6 +62,7 @@ class ProcessFacts:
     cpu_ticks: int | None = None    # utime + stime
     tty: bool | None = None         # has a controlling terminal
     mine: bool | None = None        # the login user's own process
+    grandparent: int | None = None  # its parent's parent (a tmux pane's shell, say)
 
 
 @dataclass(frozen=True)

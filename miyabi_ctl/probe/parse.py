@@ -11,6 +11,7 @@ import datetime as dt
 import re
 
 from miyabi_ctl.inventory import Inventory
+from miyabi_ctl.probe.activity import add_activity
 from miyabi_ctl.probe.agents import ProcessFacts, ProcessLine, find_sessions, parse_ps_line
 from miyabi_ctl.probe.report import ProbeReport, RepoState
 from miyabi_ctl.remote import key_values
@@ -33,6 +34,8 @@ def parse_probe(text: str, inventory: Inventory) -> ProbeReport:
     processes = [p for p in map(parse_ps_line, sections.get("ps", [])) if p is not None]
     processes = [_exact_age(p, facts.get(p.pid), report.uptime_f) for p in processes]
     report.sessions = find_sessions(processes, inventory.agents, facts)
+    report.sessions = add_activity(report.sessions, facts, sections.get("activity", []),
+                                   sections.get("tmux", []), report.now)
     _fill_repo(report, sections)
     return report
 
@@ -158,7 +161,7 @@ def parse_facts(lines: list[str]) -> dict[int, ProcessFacts]:
     found: dict[int, dict[str, object]] = {}
     pid: int | None = None
     keys = {"n": "cwd", "e": "exe", "l": "launcher", "t": "start_ticks", "c": "cpu_ticks",
-            "y": "tty", "o": "mine"}
+            "y": "tty", "o": "mine", "g": "grandparent"}
     for line in lines:
         tag, value = line[:1], line[1:]
         if tag == "p":
@@ -167,7 +170,7 @@ def parse_facts(lines: list[str]) -> dict[int, ProcessFacts]:
                 found.setdefault(pid, {})
         elif tag in keys and pid is not None:
             key = keys[tag]
-            if key in ("start_ticks", "cpu_ticks"):
+            if key in ("start_ticks", "cpu_ticks", "grandparent"):
                 found[pid][key] = _int(value)
             elif key == "tty":
                 found[pid][key] = _int(value) not in (None, 0)

@@ -116,23 +116,103 @@ matches=$({ ps -axo pid=,ppid=,stat=,etime=,args= 2>/dev/null ||
 # What else the probe can read about each of them (docs/platforms.md), as `p<pid>` then one
 # letter per fact: o ours (1: the login's own process), n cwd, e executable, l launcher ($_ of its
 # environment), t start (clock ticks after boot), c CPU ticks used, y controlling terminal (0 = none).
+# What each session is doing (docs/platforms.md), for its distinct working directories: the branch
+# checked out there (HEAD read like git does, without git), the newest write to Claude Code's
+# transcripts of that directory (~/.claude/projects/<cwd with every non-alphanumeric as ->/) and to
+# Codex's rollouts of the last week whose first line names it. Two or three processes in all.
+head_of() {
+  d=$1
+  while [ -n "$d" ]; do
+    if [ -f "$d/.git/HEAD" ]; then
+      read -r h <"$d/.git/HEAD" && echo "h$h"
+      return 0
+    elif [ -f "$d/.git" ]; then
+      read -r g <"$d/.git"
+      g=${g#gitdir: }
+      case $g in /*) ;; *) g=$d/$g ;; esac
+      [ -f "$g/HEAD" ] && read -r h <"$g/HEAD" && echo "h$h"
+      return 0
+    fi
+    [ "$d" = / ] && return 0
+    d=${d%/*}
+    [ -n "$d" ] || d=/
+  done
+}
+activity() {
+  echo "@@activity"
+  list=$1
+  [ -n "$list" ] || return 0
+  set --
+  projects=${CLAUDE_CONFIG_DIR:-$HOME/.claude}/projects
+  tab=$(printf '\t')
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    slug=${line%%"$tab"*} dir=${line#*"$tab"}
+    echo "d$dir"
+    head_of "$dir"
+    newest=
+    for f in "$projects/$slug"/*.jsonl; do
+      [ -f "$f" ] || continue
+      if [ -z "$newest" ] || [ "$f" -nt "$newest" ]; then newest=$f; fi
+    done
+    [ -n "$newest" ] && set -- "$@" "$newest"
+  done <<DIRS
+$(printf '%s\n' "$list" | awk 'NF && !seen[$0]++ { s = $0; gsub(/[^A-Za-z0-9]/, "-", s); print s "\t" $0 }')
+DIRS
+  case $matches in
+    *codex*)
+      nl='
+'
+      rollouts=$(find "${CODEX_HOME:-$HOME/.codex}/sessions" -name 'rollout-*.jsonl' -mtime -7 2>/dev/null)
+      while IFS= read -r f; do
+        [ -n "$f" ] && read -r first 2>/dev/null <"$f" || continue
+        case $first in *'"cwd":"'*) ;; *) continue ;; esac
+        c=${first#*'"cwd":"'}
+        c=${c%%'"'*}
+        case "$nl$list$nl" in
+          *"$nl$c$nl"*) echo "k$f"; echo "w$c"; set -- "$@" "$f" ;;
+        esac
+      done <<FILES
+$rollouts
+FILES
+      ;;
+  esac
+  [ $# -gt 0 ] || return 0
+  { stat -c '%Y %n' "$@" 2>/dev/null || stat -f '%m %N' "$@" 2>/dev/null; } | sed 's/^/m/'
+}
+
+# What else the probe can read about each of them (docs/platforms.md), as `p<pid>` then one
+# letter per fact: o ours (1: the login's own process), n cwd, e executable, l launcher ($_ of its
+# environment), t start (clock ticks after boot), c CPU ticks used, y controlling terminal (0 =
+# none), g grandparent.
 echo "@@proc"
 if [ -n "$matches" ]; then
   if [ -r /proc/self/stat ]; then
     # In a subshell, so the probe's own directory and arguments stay put.
     (
+      cwds=
       while read -r pid _ _ _ argv0 _; do
         echo "p$pid"
         if [ -O "/proc/$pid" ]; then echo "o1"; else echo "o0"; fi
-        cd -P "/proc/$pid/cwd" 2>/dev/null && printf 'n' && pwd -P
+        if cd -P "/proc/$pid/cwd" 2>/dev/null; then
+          echo "n$PWD"
+          cwds="$cwds$PWD
+"
+        fi
         if read -r st 2>/dev/null <"/proc/$pid/stat"; then
           set -f
           set -- ${st##*") "}
           set +f
-          # fields 7 tty_nr, 14 utime, 15 stime, 22 starttime of proc(5), counted after `(comm) `
+          # fields 4 ppid, 7 tty_nr, 14 utime, 15 stime, 22 starttime of proc(5), after `(comm) `
           echo "y$5"
           echo "c$((${12} + ${13}))"
           echo "t${20}"
+          if read -r st 2>/dev/null <"/proc/$2/stat"; then
+            set -f
+            set -- ${st##*") "}
+            set +f
+            echo "g$2"
+          fi
         fi
         case $argv0 in
           [0-9]*.[0-9]*)
@@ -144,6 +224,7 @@ if [ -n "$matches" ]; then
       done <<PIDS
 $matches
 PIDS
+      activity "$cwds"
     )
   else
     pids=$(printf '%s\n' "$matches" | awk 'NF { printf "%s%s", sep, $1; sep = "," }')
@@ -156,7 +237,18 @@ PIDS
         echo "e$comm"
       done
     fi
-    have lsof && lsof -a -d cwd -Fn -p "$pids" 2>/dev/null | grep -E '^[pn]'
+    cwds=
+    if have lsof; then
+      found=$(lsof -a -d cwd -Fn -p "$pids" 2>/dev/null | grep -E '^[pn]')
+      [ -n "$found" ] && printf '%s\n' "$found"
+      cwds=$(printf '%s\n' "$found" | sed -n 's/^n//p')
+    fi
+    activity "$cwds"
+  fi
+  # tmux panes and whether a client is attached to their session.
+  if have tmux; then
+    echo "@@tmux"
+    tmux list-panes -a -F '#{pane_pid} #{session_attached}' 2>/dev/null
   fi
 fi
 
