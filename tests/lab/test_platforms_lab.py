@@ -83,9 +83,9 @@ def _fleet(lab: Lab, host: LabHost, user: str, tmp: Path, **entry: object) -> Pa
         host.name: {"ssh": target, "identity_file": str(lab.client_key), **entry}})
 
 
-def _build(lab: Lab, tmp: Path, kind: str) -> Platform:
+def _build(lab: Lab, tmp: Path, kind: str, suffix: str = "") -> Platform:
     _need()
-    name = f"pf-{kind}"
+    name = f"pf-{kind}{suffix}"
     if kind == "termux":
         setup: HostSetup = hosts.TermuxSetup()
     else:
@@ -175,7 +175,7 @@ def test_every_figure_or_an_honest_unknown(platform: Platform) -> None:
 @pytest.mark.parametrize("kind", ["mac", "termux", "busybox"])
 def test_prune_apply_ends_exactly_the_sessions_and_their_children(
         kind: str, lab: Lab, tmp_path: Path) -> None:
-    p = _build(lab, tmp_path, kind)
+    p = _build(lab, tmp_path, kind, "-prune")
     host = p.host
     # One more session with a child of its own (a tool it runs).
     child_env = {"HOME": p.home, "PATH": "/usr/bin:/bin", "MIYABI_CHILD": f"{p.home}/bin/3.2.1"}
