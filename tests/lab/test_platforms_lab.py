@@ -248,3 +248,63 @@ def test_git_that_is_only_the_xcode_shim_is_a_clear_repo_error(lab: Lab, tmp_pat
     assert doc["repo_error"].startswith("git is only the Xcode command line tools shim")
     assert "xcode-select --install" in doc["repo_error"]
     assert "no developer tools were found" in doc["repo_error"]
+
+
+@pytest.mark.parametrize("kind", ["linux", "mac"])
+def test_activity_branch_attachment_and_prune_idle_for(kind: str, lab: Lab,
+                                                       tmp_path: Path) -> None:
+    _need()
+    setup = hosts.MacSetup() if kind == "mac" else hosts.LinuxSetup()
+    host = lab.add_host(f"pf-act-{kind}", setup=setup)
+    fleet = _fleet(lab, host, "root", tmp_path)
+    native = f"/root/.local/share/claude/versions/{forms.VERSION}"
+    host.sh("git init -q -b feat/b /root/proj-b && mkdir -p /root/nowhere /root/proj-d")
+    env = {"HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    idle = host.spawn([native, "--resume"], cwd="/root/miyabi-private", env=env)
+    busy = host.spawn([native], cwd="/root/proj-b", env=env)
+    unknown = host.spawn([native, "-c"], cwd="/root/nowhere", env=env)
+    codex = host.spawn(["/root/.cargo/bin/codex"], cwd="/root/proj-d", env=env)
+    started = time.time()
+    projects = host.home / ".claude" / "projects"
+    for slug in ("-root-miyabi-private", "-root-proj-b"):
+        (projects / slug).mkdir(parents=True)
+        (projects / slug / "5f1c0a6e-0000-4000-8000-000000000000.jsonl").write_text('{"type":"user"}\n')
+    rollout = host.home / ".codex/sessions/2026/11/29/rollout-2026-11-29T10-00-00-abc.jsonl"
+    rollout.parent.mkdir(parents=True)
+    rollout.write_text('{"timestamp":"2026-11-29T10:00:00.000Z","type":"session_meta","payload":'
+                       '{"id":"abc","timestamp":"2026-11-29T10:00:00.000Z","cwd":"/root/proj-d",'
+                       '"cli_version":"0.66.0"}}\n')
+    for path in [*projects.glob("*/*.jsonl"), rollout]:
+        os.utime(path, (started, started))
+    in_tmux = None
+    if kind == "linux":
+        host.sh(f"cd /root/miyabi-private && tmux new-session -d -s work 'exec {native} --tmux'")
+        in_tmux = int(host.sh("tmux list-panes -t work -F '#{pane_pid}'").stdout)
+    time.sleep(6)
+    os.utime(next((projects / "-root-proj-b").glob("*.jsonl")))  # busy writes now
+    proc = cli("sessions", "--json", "--fleet", str(fleet))
+    assert proc.returncode == 0, proc.stderr
+    seen = {s["pid"]: s for s in json.loads(proc.stdout)["sessions"]}
+    waited = time.time() - started
+    assert abs(seen[idle]["last_activity_s"] - waited) <= 3, seen[idle]
+    assert seen[busy]["last_activity_s"] <= 3
+    assert seen[unknown]["last_activity_s"] is None
+    assert abs(seen[codex]["last_activity_s"] - waited) <= 3
+    assert (seen[idle]["branch"], seen[busy]["branch"], seen[unknown]["branch"]) == (
+        "main", "feat/b", None)
+    if kind == "linux":
+        assert seen[idle]["attached"] is False  # no terminal
+        assert seen[in_tmux]["attached"] is False  # a tmux session no client is attached to
+        host.sh("tmux kill-server")
+    table = cli("sessions", "--fleet", str(fleet))
+    assert "active" in table.stdout and "feat/b" in table.stdout
+    state = tmp_path / "state"
+    done = cli("phase0", "prune", "--idle-for", "4s", "--grace", "2", "--apply", "--yes",
+               "--json", "--fleet", str(fleet), state=state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    actions = {s["pid"]: s for s in json.loads(done.stdout)["hosts"][0]["sessions"]}
+    assert {p for p, s in actions.items() if s["action"] == "kill"} == {idle, codex}
+    assert actions[unknown]["reason"] == "activity unknown: never counted as idle"
+    alive = set(host.pids())
+    assert idle not in alive and codex not in alive
+    assert {busy, unknown} <= alive
