@@ -308,3 +308,28 @@ def test_activity_branch_attachment_and_prune_idle_for(kind: str, lab: Lab,
     alive = set(host.pids())
     assert idle not in alive and codex not in alive
     assert {busy, unknown} <= alive
+
+
+def test_a_backup_on_the_mac_holds_every_dirty_file(lab: Lab, tmp_path: Path) -> None:
+    _need()
+    host = lab.add_host("pf-mac-backup", setup=hosts.MacSetup())
+    repo = host.repo
+    dirty = {"README.md": "# changed on the mac\n", "src/new file.py": "print('new')\n",
+             "notes/Fix C:\\ it's.txt": "quotes ' \" and $(x)\n", "bin.dat": "\x00\x01\xff"}
+    for rel, text in dirty.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(text.encode("latin-1"))
+    (repo / "notes" / "todo.txt").unlink()  # a deletion too
+    fleet = _fleet(lab, host, "root", tmp_path)
+    done = cli("phase0", "backup", "--apply", "--yes", "--no-push", "--json", "--fleet", str(fleet),
+               state=tmp_path / "state")
+    assert done.returncode == 0, done.stdout + done.stderr
+    git = ["git", "-c", "safe.directory=*", "-C", str(repo)]
+    (branch,) = subprocess.run([*git, "for-each-ref", "--format=%(refname)", "refs/heads/backup/"],
+                               capture_output=True, text=True, check=True).stdout.split()
+    for rel, text in dirty.items():
+        shown = subprocess.run([*git, "show", f"{branch}:{rel}"], capture_output=True, check=True)
+        assert shown.stdout == text.encode("latin-1"), rel
+    listed = subprocess.run([*git, "ls-tree", "-r", "--name-only", branch], capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    assert "notes/todo.txt" not in listed
