@@ -190,7 +190,7 @@ if [ -n "$matches" ]; then
   if [ -r /proc/self/stat ]; then
     # In a subshell, so the probe's own directory and arguments stay put.
     (
-      cwds=
+      cwds= titled=
       while read -r pid _ _ _ argv0 _; do
         echo "p$pid"
         if [ -O "/proc/$pid" ]; then echo "o1"; else echo "o0"; fi
@@ -214,16 +214,28 @@ if [ -n "$matches" ]; then
             echo "g$2"
           fi
         fi
-        case $argv0 in
-          [0-9]*.[0-9]*)
-            exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || exe=
-            [ -n "$exe" ] && echo "e$exe"
-            launcher=$(tr '\000' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^_=//p')
-            [ -n "$launcher" ] && echo "l$launcher" ;;
-        esac
+        case $argv0 in [0-9]*.[0-9]*) titled="$titled /proc/$pid/exe" ;; esac
       done <<PIDS
 $matches
 PIDS
+      # A title rewritten to a bare version: what really runs, for all of them in one `ls -l`
+      # (`… /proc/7/exe -> /root/.local/share/claude/versions/2.1.37`); for an interpreter also
+      # the path its shell started ($_), which names the npm bin link.
+      if [ -n "$titled" ]; then
+        # shellcheck disable=SC2086
+        ls -l $titled 2>/dev/null | while IFS= read -r line; do
+          link=${line#* /proc/}
+          pid=${link%%/*} exe=${link#* -> }
+          [ "$exe" != "$link" ] || continue
+          echo "p$pid"
+          echo "e$exe"
+          case ${exe##*/} in
+            node|nodejs|bun|deno)
+              launcher=$(tr '\000' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^_=//p')
+              [ -n "$launcher" ] && echo "l$launcher" ;;
+          esac
+        done
+      fi
       activity "$cwds"
     )
   else
