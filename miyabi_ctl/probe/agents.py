@@ -221,8 +221,10 @@ def find_sessions(processes: Iterable[ProcessLine], agents: Mapping[str, AgentSp
         if parent and parent[1] == agent:  # a helper process of the same session
             continue
         fact = facts.get(proc.pid, ProcessFacts())
+        # Without /proc (macOS) ps's `+` still says it is in the foreground of a terminal.
+        tty = fact.tty if fact.tty is not None else (True if "+" in proc.stat else None)
         sessions.append(AgentSession(proc.pid, proc.ppid, agent, proc.age_s, fact.cwd, proc.args,
-                                     attached=fact.tty, mine=fact.mine))
+                                     attached=tty, mine=fact.mine))
     return sorted(sessions, key=lambda s: (-s.age_s, s.pid))
 
 
