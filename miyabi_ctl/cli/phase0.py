@@ -41,6 +41,9 @@ StartedBefore = Annotated[str | None, typer.Option(
     "--started-before", metavar="WHEN",
     help="Sessions started before a date/time (ISO, controller's local time) or a weekday "
          "(saturday = the most recent Saturday 00:00, today if it is Saturday).")]
+IdleFor = Annotated[str | None, typer.Option(
+    "--idle-for", metavar="DURATION",
+    help="Sessions idle this long (no transcript write): 2h, 90m. Unknown activity is never idle.")]
 Keep = Annotated[int, typer.Option("--keep", min=0, help="Keep the newest N sessions per host.")]
 Agent = Annotated[str | None, typer.Option("--agent", help="Only sessions of this agent.")]
 Grace = Annotated[float, typer.Option("--grace", min=0, help="Seconds between SIGTERM and SIGKILL.")]
@@ -61,15 +64,16 @@ def _plain() -> bool:
 
 
 def _selection(older_than: str | None, started_before: str | None, keep: int,
-               agent: str | None) -> Selection | None:
+               agent: str | None, idle_for: str | None = None) -> Selection | None:
     from miyabi_ctl.phase0.prune import Selection, parse_duration, parse_when
 
-    if older_than is None and started_before is None:
+    if older_than is None and started_before is None and idle_for is None:
         return None
     try:
         return Selection(older_than_s=parse_duration(older_than) if older_than else None,
                          started_before=parse_when(started_before) if started_before else None,
-                         keep=keep, agent=agent)
+                         keep=keep, agent=agent,
+                         idle_for_s=parse_duration(idle_for) if idle_for else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -116,16 +120,18 @@ def restore(host: Annotated[str, typer.Argument(help="The host to restore on.")]
 
 @phase0.command()
 def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: StartedBefore = None,
-          keep: Keep = 0, agent: Agent = None, grace: Grace = 10.0, force: Force = False,
+          idle_for: IdleFor = None, keep: Keep = 0, agent: Agent = None, grace: Grace = 10.0,
+          force: Force = False,
           apply: Apply = False, yes: Yes = False, json_out: Json = False,
           timeout: Timeout = None, forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """End old agent sessions (TERM, grace, KILL), backing up their unsaved work first."""
     from miyabi_ctl.phase0.prune import apply_prunes, plan_prune, prunes_exit_code
     from miyabi_ctl.phase0.render import prune_table
 
-    selection = _selection(older_than, started_before, keep, agent)
+    selection = _selection(older_than, started_before, keep, agent, idle_for)
     if selection is None:
-        raise typer.BadParameter("give --older-than DURATION or --started-before WHEN")
+        raise typer.BadParameter(
+            "give --older-than DURATION, --started-before WHEN or --idle-for DURATION")
     _inv, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
     console = make_console()
 

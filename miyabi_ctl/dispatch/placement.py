@@ -62,7 +62,8 @@ class HostFigures:
         if self.max_sessions is None:
             return "no-max", "no max_sessions set: no slot budget to dispatch into"
         if self.load_per_core() is None:
-            return "load-unknown", "load or CPU count unknown"
+            why = f" ({self.problem})" if self.problem else ""
+            return "load-unknown", f"not placed on: load or CPU count unknown{why}"
         return None
 
 
@@ -193,6 +194,8 @@ def figures_from_status(statuses: Iterable[HostStatus],
             problem = status.error.message
         elif status.level == "critical":
             problem = "; ".join(f.message for f in status.findings if f.level == "critical")
+        elif report is not None and ("load" in report.unknown or "cpus" in report.unknown):
+            problem = "; ".join(f.message for f in status.findings if f.code == "unknown")
         out.append(HostFigures(
             name=status.name,
             reachable=status.reachable,

@@ -24,6 +24,7 @@ from miyabi_ctl.phase0.locks import host_lock
 from miyabi_ctl.probe.agents import AgentSession
 from miyabi_ctl.remote import Script, run_script
 from miyabi_ctl.status.collect import collect_status
+from miyabi_ctl.tables import human_age
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -75,9 +76,12 @@ class Selection:
     started_before: dt.datetime | None = None
     keep: int = 0
     agent: str | None = None
+    idle_for_s: float | None = None  # no activity for this long; unknown activity is not idle
 
     def describe(self) -> str:
         parts = []
+        if self.idle_for_s is not None:
+            parts.append(f"idle for {self.idle_for_s:g}s")
         if self.older_than_s is not None:
             parts.append(f"older than {self.older_than_s:g}s")
         if self.started_before is not None:
@@ -100,6 +104,7 @@ class SessionAction:
     cmd: str
     action: str
     reason: str = ""
+    last_activity_s: int | None = None
     start: str | None = None
     exe: str | None = None
     backup: BackupPlan | None = None
@@ -108,6 +113,7 @@ class SessionAction:
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "agent": self.agent, "age_s": self.age_s, "cwd": self.cwd,
                 "cmd": self.cmd, "action": self.action, "reason": self.reason,
+                "last_activity_s": self.last_activity_s,
                 "start": self.start, "backup": self.backup.to_json() if self.backup else None,
                 "result": self.result}
 
@@ -135,18 +141,28 @@ def choose(sessions: list[AgentSession], sel: Selection, host_now: int | None) -
     now = host_now if host_now is not None else int(dt.datetime.now().timestamp())
     actions = []
     for s in sorted(sessions, key=lambda s: (-s.age_s, s.pid)):
-        act = SessionAction(s.pid, s.agent, s.age_s, s.cwd, s.cmd, action="keep")
+        act = SessionAction(s.pid, s.agent, s.age_s, s.cwd, s.cmd, action="keep",
+                            last_activity_s=s.last_activity_s)
         started = dt.datetime.fromtimestamp(now - s.age_s).astimezone()
         old = sel.older_than_s is None or s.age_s > sel.older_than_s
         early = sel.started_before is None or started < sel.started_before
         if sel.agent not in (None, s.agent):
             act.reason = f"not {sel.agent}"
+        elif s.mine is False:
+            act.reason = "another user's session"
         elif s.pid in kept:
             act.reason = f"among the newest {sel.keep}"
         elif not (old and early):
             act.reason = "too recent"
+        elif sel.idle_for_s is not None and s.last_activity_s is None:
+            act.reason = "activity unknown: never counted as idle"
+        elif sel.idle_for_s is not None and s.last_activity_s is not None \
+                and s.last_activity_s < sel.idle_for_s:
+            act.reason = f"active {human_age(s.last_activity_s)} ago"
         else:
             act.action, act.reason = "kill", f"started {started:%Y-%m-%d %H:%M}"
+            if sel.idle_for_s is not None and s.last_activity_s is not None:
+                act.reason += f", idle for {human_age(s.last_activity_s)}"
         actions.append(act)
     return actions
 

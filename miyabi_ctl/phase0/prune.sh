@@ -1,4 +1,5 @@
-# miyabi-ctl prune, sent on stdin (miyabi_ctl/remote/runner.py) with the arguments `MODE ...`. POSIX sh (Linux, macOS).
+# miyabi-ctl prune, sent on stdin (miyabi_ctl/remote/runner.py) with the arguments `MODE ...`.
+# POSIX sh: Linux (procps), macOS (BSD ps, no /proc), Termux (toybox ps, hidepid /proc), busybox.
 #
 #   ident PID...                    print `ident=PID START EXE` for each live process
 #   kill GRACE PID START EXE [PID START EXE]...
@@ -13,25 +14,49 @@ export LC_ALL
 mode=$1
 shift
 
-# The kernel's start time of a process: with the pid it names one process for ever.
+# The kernel's start time of a process: with the pid it names one process for ever. /proc where
+# there is one (Linux, Termux and busybox: their ps differ, /proc does not); ps elsewhere (macOS).
 start_of() {
-  if [ -r "/proc/$1/stat" ]; then
-    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
-  else
+  if read -r st 2>/dev/null <"/proc/$1/stat"; then
+    set -f
+    set -- ${st##*") "}
+    set +f
+    echo "${20}"
+  elif [ ! -d /proc/self ]; then
     # `Mon Nov  4 10:00:00 2025` -> `Mon_Nov_4_10_00_00_2025`
     ps -o lstart= -p "$1" 2>/dev/null | sed 's/^ *//; s/ *$//' | tr -s ' :' '__'
   fi
 }
-exe_of() { ps -o args= -p "$1" 2>/dev/null | awk '{ n = split($1, p, "/"); print p[n]; exit }'; }
-state_of() { ps -o stat= -p "$1" 2>/dev/null | tr -d ' '; }
+# The name it was started as (argv[0]'s last component).
+exe_of() {
+  if [ -r "/proc/$1/cmdline" ]; then
+    tr '\000' '\n' 2>/dev/null <"/proc/$1/cmdline" | awk '{ n = split($1, p, "/"); print p[n]; exit }'
+  elif [ ! -d /proc/self ]; then
+    ps -o args= -p "$1" 2>/dev/null | awk '{ n = split($1, p, "/"); print p[n]; exit }'
+  fi
+}
+state_of() {
+  if read -r st 2>/dev/null <"/proc/$1/stat"; then
+    set -f
+    set -- ${st##*") "}
+    set +f
+    echo "$1"
+  elif [ ! -d /proc/self ]; then
+    ps -o stat= -p "$1" 2>/dev/null | tr -d ' '
+  fi
+}
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
   case $(state_of "$1") in Z*|"") return 1 ;; esac
   return 0
 }
 same() { [ -n "$2" ] && [ "$(start_of "$1")" = "$2" ]; }
+# Every process as `pid ppid`: procps and macOS take -axo; toybox refuses -x, busybox has no -x.
+all_parents() {
+  ps -axo pid=,ppid= 2>/dev/null || ps -A -o pid=,ppid= 2>/dev/null
+}
 descendants() {
-  ps -axo pid=,ppid= 2>/dev/null | awk -v root="$1" '
+  all_parents | awk -v root="$1" '
     { parent[$1] = $2; pids[NR] = $1 }
     END {
       want[root] = 1; changed = 1

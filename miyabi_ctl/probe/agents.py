@@ -1,10 +1,20 @@
-"""Recognise agent sessions in a process list, precisely.
+"""Recognise agent sessions in a process list, precisely, in every way they are installed.
 
 ``ps aux | grep -c claude`` counts the grep, a tmux session named ``claude-build``, an editor open
 on ``~/.claude/settings.json`` and zombies. Here a process is a session only when its *executable*
-is the agent (``claude``, ``codex``) or it is a script interpreter running the agent's package
-(``node …/@anthropic-ai/claude-code/cli.js``); zombies never count, and a session's own helper
-process of the same agent (codex's node wrapper and its native child) counts once.
+is the agent, in any of the forms the agents really run as (docs/platforms.md):
+
+- the native binary by name or path: ``claude``, ``~/.local/bin/claude``, and the installer's
+  ``~/.local/share/claude/versions/2.1.37`` itself;
+- a script interpreter (node, bun, deno) running the agent's package or its npm bin link:
+  ``node …/@anthropic-ai/claude-code/cli.js``, ``node /opt/homebrew/bin/claude``,
+  ``node $PREFIX/bin/claude``, ``deno run npm:@anthropic-ai/claude-code``;
+- a process whose title was rewritten to the agent's bare version (``2.1.37``, Claude Code ≥ 2.1):
+  only when the host says what really runs it — ``/proc/PID/exe`` on Linux, ``comm`` on macOS —
+  so an unrelated program that calls itself ``1.2.3`` is never counted.
+
+Zombies never count, and a session's own helper process of the same agent (codex's node wrapper
+and its native child) counts once.
 """
 
 from __future__ import annotations
@@ -16,18 +26,43 @@ from dataclasses import dataclass
 from miyabi_ctl.inventory import AgentSpec
 
 INTERPRETERS = frozenset({"node", "nodejs", "bun", "deno"})
+# Words an interpreter takes before the script: `deno run`, `bun run`, `bun x`.
+_SUBCOMMANDS = frozenset({"run", "x", "exec"})
+# The native installer's background processes (a pool of spares, a pty host): not sessions.
+_HELPER_FLAGS = ("--bg-spare", "--bg-pty-host")
 _ETIME_RE = re.compile(r"^(?:(?:(?P<d>\d+)-)?(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+# busybox ps: ` 0:05` (m:ss), ` 2h03` (h, min), ` 3d02` (days, hours), `123d` (days)
+_BUSYBOX_ETIME_RE = re.compile(r"^(?:(?P<h>\d+)h(?P<hm>\d\d)|(?P<d>\d+)d(?P<dh>\d\d)?)$")
+VERSION_TITLE_RE = re.compile(r"^\d+\.\d+(?:\.\d+){0,2}(?:[-+][0-9A-Za-z.]+)?$")
 
 
 @dataclass(frozen=True)
 class ProcessLine:
-    """One line of ``ps -axo pid=,ppid=,stat=,etime=,args=``."""
+    """One line of ``ps -axo pid=,ppid=,stat=,etime=,args=`` (or its toybox/busybox twin).
+
+    ``age_exact`` is False when ps printed a rounded elapsed time (busybox ``2h03``).
+    """
 
     pid: int
     ppid: int
     stat: str
     age_s: int
     args: str
+    age_exact: bool = True
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What the probe read about one process beyond its ps line (each None when unreadable)."""
+
+    cwd: str | None = None
+    exe: str | None = None          # what really runs (/proc/PID/exe, macOS comm)
+    launcher: str | None = None     # the path the shell started ($_ of its environment)
+    start_ticks: int | None = None  # /proc/PID/stat starttime, clock ticks after boot
+    cpu_ticks: int | None = None    # utime + stime
+    tty: bool | None = None         # has a controlling terminal
+    mine: bool | None = None        # the login user's own process
+    grandparent: int | None = None  # its parent's parent (a tmux pane's shell, say)
 
 
 @dataclass(frozen=True)
@@ -38,6 +73,12 @@ class AgentSession:
     age_s: int
     cwd: str | None
     cmd: str
+    # What the session is doing (docs/platforms.md); None where it cannot be read.
+    last_activity_s: int | None = None  # seconds since its transcript was last written
+    activity_source: str | None = None  # transcript, or None
+    attached: bool | None = None        # a terminal or an attached tmux client is on it
+    branch: str | None = None           # the git branch of its cwd
+    mine: bool | None = None            # the login user's own (None: unknown, e.g. macOS)
 
 
 def parse_etime(text: str) -> int:
@@ -49,6 +90,16 @@ def parse_etime(text: str) -> int:
     return ((days * 24 + hours) * 60 + int(match["m"])) * 60 + int(match["s"])
 
 
+def parse_busybox_etime(text: str) -> int:
+    """busybox's own rounded forms (``2h03``, ``3d02``, ``123d``) to seconds, at their precision."""
+    match = _BUSYBOX_ETIME_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"not a busybox elapsed time: {text!r}")
+    if match["h"]:
+        return int(match["h"]) * 3600 + int(match["hm"]) * 60
+    return int(match["d"]) * 86400 + int(match["dh"] or 0) * 3600
+
+
 def parse_ps_line(line: str) -> ProcessLine | None:
     """Parse one ps line; None for anything malformed (a line cut short, a header)."""
     parts = line.split(None, 4)
@@ -58,6 +109,11 @@ def parse_ps_line(line: str) -> ProcessLine | None:
     try:
         return ProcessLine(int(pid), int(ppid), stat, parse_etime(etime), args)
     except ValueError:
+        pass
+    try:
+        age = 0 if etime == "-" else parse_busybox_etime(etime)  # `-`: ps has no etime
+        return ProcessLine(int(pid), int(ppid), stat, age, args, age_exact=False)
+    except ValueError:
         return None
 
 
@@ -65,33 +121,98 @@ def _basename(word: str) -> str:
     return word.rstrip("/").rsplit("/", 1)[-1]
 
 
-def agent_of(args: str, agents: Iterable[AgentSpec]) -> str | None:
-    """Which agent this command line is a session of, if any."""
+def _argv(args: str) -> list[str]:
     argv = args.split()
+    # busybox prints `{comm} argv…` when comm is not argv[0]'s basename.
+    if len(argv) > 1 and argv[0].startswith("{") and argv[0].endswith("}"):
+        argv = argv[1:]
+    return argv
+
+
+def is_version_title(args: str) -> bool:
+    """The command line is a bare version (``2.1.37``): a rewritten process title."""
+    argv = _argv(args)
+    return bool(argv) and VERSION_TITLE_RE.match(argv[0]) is not None
+
+
+def _native(path: str, spec: AgentSpec) -> bool:
+    """``claude``, ``/x/bin/claude`` or the installer's ``…/claude/versions/2.1.37``."""
+    if _basename(path) in spec.executables:
+        return True
+    return any(f"/{exe}/versions/" in path for exe in spec.executables)
+
+
+def _package(spec: AgentSpec) -> list[str]:
+    return [p.rstrip("/") for p in spec.scripts if p.startswith("@")]
+
+
+def _runs_script(script: str, spec: AgentSpec) -> bool:
+    """An interpreter's script is the agent: its package, or its npm bin link (``bin/claude``)."""
+    if any(pattern in script for pattern in spec.scripts):
+        return True
+    if _basename(script) in spec.executables:
+        return True
+    name = script.removeprefix("npm:")
+    return any(name == pkg or name.startswith(pkg + "@") for pkg in _package(spec))
+
+
+def _script_of(argv: list[str]) -> str:
+    words = [a for a in argv[1:] if not a.startswith("-")]
+    while words and words[0] in _SUBCOMMANDS:
+        words = words[1:]
+    return words[0] if words else ""
+
+
+def agent_of(args: str, agents: Iterable[AgentSpec], *, exe: str | None = None,
+             launcher: str | None = None) -> str | None:
+    """Which agent this command line is a session of, if any.
+
+    ``exe`` (what really runs) and ``launcher`` (what the shell started) are only consulted when
+    the command line is a rewritten title, a bare version.
+    """
+    argv = _argv(args)
     if not argv:
         return None
-    exe = _basename(argv[0])
     specs = list(agents)
+    if any(flag in argv for flag in _HELPER_FLAGS):
+        return None
+    if VERSION_TITLE_RE.match(argv[0]):
+        return _agent_of_title(exe, launcher, specs)
     for spec in specs:
-        if exe in spec.executables:
+        if _native(argv[0], spec):
             return spec.name
-    if exe in INTERPRETERS:
-        script = next((a for a in argv[1:] if not a.startswith("-")), "")
+    if _basename(argv[0]) in INTERPRETERS:
+        script = _script_of(argv)
         for spec in specs:
-            if any(pattern in script for pattern in spec.scripts):
+            if script and _runs_script(script, spec):
+                return spec.name
+    return None
+
+
+def _agent_of_title(exe: str | None, launcher: str | None, specs: list[AgentSpec]) -> str | None:
+    if not exe:
+        return None
+    exe = exe.removesuffix(" (deleted)")  # the installer replaced the version it runs
+    for spec in specs:
+        if _native(exe, spec):
+            return spec.name
+    if _basename(exe) in INTERPRETERS and launcher:
+        for spec in specs:
+            if _runs_script(launcher, spec):
                 return spec.name
     return None
 
 
 def find_sessions(processes: Iterable[ProcessLine], agents: Mapping[str, AgentSpec],
-                  cwds: Mapping[int, str] | None = None) -> list[AgentSession]:
+                  facts: Mapping[int, ProcessFacts] | None = None) -> list[AgentSession]:
     """The agent sessions among ``processes``, oldest first."""
-    cwds = cwds or {}
+    facts = facts or {}
     matched: dict[int, tuple[ProcessLine, str]] = {}
     for proc in processes:
         if "Z" in proc.stat:  # a zombie is a dead session nobody reaped, not a session
             continue
-        agent = agent_of(proc.args, agents.values())
+        fact = facts.get(proc.pid, ProcessFacts())
+        agent = agent_of(proc.args, agents.values(), exe=fact.exe, launcher=fact.launcher)
         if agent:
             matched[proc.pid] = (proc, agent)
     sessions = []
@@ -99,15 +220,20 @@ def find_sessions(processes: Iterable[ProcessLine], agents: Mapping[str, AgentSp
         parent = matched.get(proc.ppid)
         if parent and parent[1] == agent:  # a helper process of the same session
             continue
-        sessions.append(AgentSession(proc.pid, proc.ppid, agent, proc.age_s, cwds.get(proc.pid),
-                                     proc.args))
+        fact = facts.get(proc.pid, ProcessFacts())
+        # Without /proc (macOS) ps's `+` still says it is in the foreground of a terminal.
+        tty = fact.tty if fact.tty is not None else (True if "+" in proc.stat else None)
+        sessions.append(AgentSession(proc.pid, proc.ppid, agent, proc.age_s, fact.cwd, proc.args,
+                                     attached=tty, mine=fact.mine))
     return sorted(sessions, key=lambda s: (-s.age_s, s.pid))
 
 
 def keywords(agents: Mapping[str, AgentSpec]) -> list[str]:
-    """Substrings that any session's ps line must contain: the remote probe's coarse filter."""
+    """Substrings that any session's ps line must contain: the remote probe's coarse filter.
+    (Lines that are a bare version, a rewritten title, are passed on as well.)"""
     words: list[str] = []
     for spec in agents.values():
         words.extend(spec.executables)
         words.extend(spec.scripts)
+        words.extend(_package(spec))
     return sorted(set(words))

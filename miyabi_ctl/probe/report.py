@@ -42,6 +42,8 @@ class ProbeReport:
     os: str | None = None
     now: int | None = None
     uptime_s: int | None = None
+    uptime_f: float | None = None      # /proc/uptime's exact figure, where readable
+    uptime_approx: bool = False        # read from `uptime`'s words: to the minute
     load_avg: tuple[float, float, float] | None = None
     cpu_count: int | None = None
     mem_total: int | None = None
@@ -49,6 +51,8 @@ class ProbeReport:
     sessions: list[AgentSession] = field(default_factory=list)
     repo: RepoState | None = None
     repo_error: str | None = None
+    # Figures that could not be read, with why: load, uptime, cpus, memory (docs/platforms.md).
+    unknown: dict[str, str] = field(default_factory=dict)
 
     @property
     def load_per_core(self) -> float | None:

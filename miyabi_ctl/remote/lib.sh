@@ -13,10 +13,18 @@ expand_home() {
 }
 
 # Put the PATH of the user's login shell in front (where agent CLIs live: ~/.local/bin, npm,
-# Homebrew), whatever that shell is: only $PATH is read back, between markers.
+# Homebrew), whatever that shell is: only $PATH is read back, between markers. The command is one
+# every shell reads alike (fish joins "$PATH" with colons too); csh and tcsh take -l only as their
+# sole flag, so they read it on stdin.
 use_login_path() {
-  lp=$("${SHELL:-/bin/sh}" -lc 'printf "\n@@PATH=%s\n" "$PATH"' </dev/null 2>/dev/null |
-    sed -n 's/^@@PATH=//p' | tail -n 1)
+  case ${SHELL##*/} in
+    csh|tcsh)
+      lp=$(printf '%s\n' 'printf "\n@@PATH=%s\n" "$PATH"' | "$SHELL" -l 2>/dev/null |
+        sed -n 's/^@@PATH=//p' | tail -n 1) ;;
+    *)
+      lp=$("${SHELL:-/bin/sh}" -lc 'printf "\n@@PATH=%s\n" "$PATH"' </dev/null 2>/dev/null |
+        sed -n 's/^@@PATH=//p' | tail -n 1) ;;
+  esac
   [ -n "$lp" ] && PATH=$lp:$PATH
   export PATH
 }

@@ -69,7 +69,7 @@ def _level(value: float, pair: tuple[float, float]) -> str | None:
 def evaluate(spec: HostSpec, report: ProbeReport, inventory: Inventory) -> list[Finding]:
     """Every finding for one reachable host, most severe first."""
     findings: list[Finding] = []
-    for check in (_load, _sessions, _repo):
+    for check in (_unknown, _load, _sessions, _repo):
         findings.extend(check(spec, report, inventory))
     return sorted(findings, key=lambda f: -_RANK[f.level])
 
@@ -82,6 +82,12 @@ def _load(spec: HostSpec, report: ProbeReport, inventory: Inventory) -> list[Fin
     if not level:
         return []
     return [Finding(level, "load", f"load {report.load_avg[0]:g} = {per_core:.2f}/core")]
+
+
+def _unknown(spec: HostSpec, report: ProbeReport, inventory: Inventory) -> list[Finding]:
+    """A figure the host would not give is said, never taken as fine (docs/platforms.md)."""
+    return [Finding("warning", "unknown", f"{figure} unknown: {why}")
+            for figure, why in report.unknown.items()]
 
 
 def session_limits(max_sessions: int, inventory: Inventory) -> tuple[float, float]:

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from miyabi_ctl.inventory import Inventory
+from miyabi_ctl.probe.agents import AgentSession
 from miyabi_ctl.probe.report import RepoState
 from miyabi_ctl.status.collect import FleetStatus
 from miyabi_ctl.status.health import HostStatus, session_limits
@@ -70,7 +71,7 @@ def host_json(status: HostStatus, agent_names: list[str]) -> dict[str, Any]:
         memory={"total_bytes": report.mem_total, "available_bytes": report.mem_available},
         sessions=report.session_counts(agent_names),
         session_list=[{"pid": s.pid, "agent": s.agent, "age_s": s.age_s, "cwd": s.cwd,
-                       "cmd": s.cmd} for s in report.sessions],
+                       "cmd": s.cmd, **_activity(s)} for s in report.sessions],
         repo=repo_json(report.repo) if report.repo else None,
         repo_error=report.repo_error,
     )
@@ -113,12 +114,12 @@ def _row(host: HostStatus, agent_names: list[str], now: float) -> list[str | Tex
     if report is None:
         return [host.name, host.spec.role or "", "", state, "", "", *[""] * len(agent_names),
                 "", "", "", problems]
-    load = ""
+    load = "unknown"  # never blank: an unread load is a finding (docs/platforms.md)
     if report.load_avg:
         load = f"{report.load_avg[0]:g}"
         if report.load_per_core is not None:
             load += f" ({report.load_per_core:.2f}/c)"
-    memory = ""
+    memory = "unknown"
     if report.mem_total and report.mem_available is not None:
         memory = f"{_gib(report.mem_available)}/{_gib(report.mem_total)}G"
     counts = report.session_counts(agent_names)
@@ -146,17 +147,20 @@ def sessions_table(fleet: FleetStatus, *, plain: bool = False) -> Table:
 
     table = Table(box=None if plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   header_style="" if plain else "bold")
-    for column in ("host", "agent", "pid", "age", "cwd", "command"):
-        table.add_column(column, justify="right" if column in ("pid", "age") else "left",
+    for column in ("host", "agent", "pid", "age", "active", "attached", "branch", "cwd",
+                   "command"):
+        table.add_column(column, justify="right" if column in ("pid", "age", "active") else "left",
                          overflow="fold")
     for host in fleet.hosts:
         if host.report is None:
-            table.add_row(host.name, "", "", "", "", Text(f"unreachable: {host.problems[0]}",
-                                                          style=STYLE["unreachable"]))
+            table.add_row(host.name, "", "", "", "", "", "", "",
+                          Text(f"unreachable: {host.problems[0]}", style=STYLE["unreachable"]))
             continue
         for s in host.report.sessions:
-            table.add_row(host.name, s.agent, str(s.pid), human_age(s.age_s), s.cwd or "?",
-                          s.cmd)
+            active = "?" if s.last_activity_s is None else human_age(s.last_activity_s) + " ago"
+            attached = {True: "yes", False: "no", None: "?"}[s.attached]
+            table.add_row(host.name, s.agent, str(s.pid), human_age(s.age_s), active, attached,
+                          s.branch or "", s.cwd or "?", s.cmd)
     return table
 
 
@@ -168,10 +172,16 @@ def sessions_json(fleet: FleetStatus) -> dict[str, Any]:
             unreachable.append({"host": host.name, "error": host.problems[0]})
             continue
         sessions.extend({"host": host.name, "pid": s.pid, "ppid": s.ppid, "agent": s.agent,
-                         "age_s": s.age_s, "cwd": s.cwd, "cmd": s.cmd}
+                         "age_s": s.age_s, "cwd": s.cwd, "cmd": s.cmd, **_activity(s)}
                         for s in host.report.sessions)
     return {"generated_at": fleet.generated_at.isoformat(timespec="seconds"),
             "sessions": sessions, "unreachable": unreachable}
+
+
+def _activity(s: AgentSession) -> dict[str, Any]:
+    """What a session is doing (docs/json.md): null where the host could not say."""
+    return {"last_activity_s": s.last_activity_s, "activity_source": s.activity_source,
+            "attached": s.attached, "branch": s.branch, "mine": s.mine}
 
 
 # -- check (monitoring-plugins format) ------------------------------------------------------------

@@ -75,6 +75,23 @@ MS_BIND = 4096
 for src, dst in spec["binds"]:
     if libc.mount(src.encode(), dst.encode(), None, MS_BIND, None) != 0:
         sys.exit(f"lab init: mount {src} on {dst}: {os.strerror(ctypes.get_errno())}")
+# A platform stand-in's own steps, in order: ["bind", src, dst], ["mount", fstype, dst, options],
+# ["mkdir", dst], ["touch", dst].
+for step in spec.get("steps", []):
+    kind, dst = step[0], step[-1] if step[0] in ("bind", "mkdir", "touch") else step[2]
+    if kind == "mkdir":
+        os.makedirs(dst, exist_ok=True)
+        continue
+    if kind == "touch":
+        open(dst, "a").close()
+        continue
+    if kind == "bind":
+        rc = libc.mount(step[1].encode(), dst.encode(), None, MS_BIND, None)
+    else:
+        rc = libc.mount(step[1].encode(), dst.encode(), step[1].encode(), 0,
+                        step[3].encode() if step[3] else None)
+    if rc != 0:
+        sys.exit(f"lab init: {step}: {os.strerror(ctypes.get_errno())}")
 socket.sethostname(spec["hostname"])
 os.chdir("/root")
 os.posix_spawn(spec["argv"][0], spec["argv"], spec["env"])
@@ -95,6 +112,8 @@ if spec["pipe"]:
     # stdin is a pipe whose write end the child itself holds: reads block forever.
     r, w = os.pipe()
     extra = {"stdin": r, "pass_fds": (w,)}
+if spec.get("uid") is not None:
+    extra.update(user=spec["uid"], group=spec["gid"], extra_groups=[])
 p = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=spec["env"],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True, **extra)
@@ -191,6 +210,13 @@ class Lab:
         except BaseException:
             self.close()
             raise
+
+    def agent_binary(self) -> Path:
+        """The native agents' stand-in binary (tests/lab/platforms/agent.c), built once."""
+        from tests.lab.platforms.forms import build_agent_binary
+
+        with self._lock:
+            return build_agent_binary(self.path)
 
     # -- net reservation ------------------------------------------------------------
 
@@ -294,8 +320,12 @@ class Lab:
         cpus: int | None = None,
         clone: bool = True,
         branch: str | None = None,
+        setup: HostSetup | None = None,
     ) -> LabHost:
-        """Create, start and wait for one host (its sshd answers when this returns)."""
+        """Create, start and wait for one host (its sshd answers when this returns).
+
+        ``setup`` makes it another platform's stand-in (tests/lab/platforms/hosts.py): more
+        mounts after the usual ones, another port and hostname, more sshd settings, users."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("lab is closed")
@@ -305,10 +335,11 @@ class Lab:
                 raise RuntimeError(f"a lab holds at most {MAX_HOSTS} hosts")
             address = f"127.0.{self.net}.{self._next_n}"
             self._next_n += 1
-            host = LabHost(self, name, address)
+            host = LabHost(self, name, address, setup or HostSetup())
             self.hosts[name] = host
         try:
             host._create(load=load, cpus=cpus, clone=clone, branch=branch)
+            host.setup.prepare(host)
             host._start()
         except BaseException:
             host.kill()
@@ -316,7 +347,8 @@ class Lab:
                 del self.hosts[name]  # so the name can be retried
             raise
         with self._lock, self.known_hosts.open("a") as fh:
-            fh.write(f"{address} {host.host_pub}\n")
+            where = address if host.port == 22 else f"[{address}]:{host.port}"
+            fh.write(f"{where} {host.host_pub}\n")
         return host
 
     def add_hosts(self, names: list[str], **kw: object) -> list[LabHost]:
@@ -378,14 +410,33 @@ class Lab:
         self.close()
 
 
+class HostSetup:
+    """How a host differs from the plain Debian lab host; the default differs in nothing.
+
+    A platform stand-in (tests/lab/platforms/hosts.py) subclasses it: ``prepare`` lays out its
+    files once the host's own are there, and fills ``steps`` (mounts done by the host's init,
+    after the usual ones), ``sshd`` (more sshd_config lines), ``port`` and ``hostname``."""
+
+    port: int = SSH_PORT
+    hostname: str | None = None
+
+    def __init__(self) -> None:
+        self.steps: list[list[str]] = []
+        self.sshd: list[str] = []
+
+    def prepare(self, host: LabHost) -> None:
+        """Called after the host's home, repo and keys exist, before its init starts."""
+
+
 class LabHost:
     """One SSH host of a Lab: a namespace init running sshd on its own address."""
 
-    def __init__(self, lab: Lab, name: str, address: str) -> None:
+    def __init__(self, lab: Lab, name: str, address: str, setup: HostSetup | None = None) -> None:
         self.lab = lab
         self.name = name
         self.address = address
-        self.port = SSH_PORT
+        self.setup = setup or HostSetup()
+        self.port = self.setup.port
         self.dir = lab.path / name
         self.home = self.dir / "home"
         self.repo = self.home / "miyabi-private"
@@ -442,6 +493,7 @@ class LabHost:
             "Subsystem sftp /usr/lib/openssh/sftp-server",
             "",
         ]))
+        self._sshd_config = self.dir / "sshd_config"
         if clone:
             # Cloned from outside (same paths inside), so `origin` is the shared repo.
             _git("clone", "-q", str(self.lab.origin), str(self.repo))
@@ -453,8 +505,12 @@ class LabHost:
 
     def _start(self) -> None:
         """Start the namespace init (which starts sshd) and wait for the SSH banner."""
+        if self.setup.sshd:
+            with self._sshd_config.open("a") as fh:
+                fh.write("\n".join(self.setup.sshd) + "\n")
         spec = {
-            "hostname": self.name,
+            "hostname": self.setup.hostname or self.name,
+            "steps": self.setup.steps,
             "binds": [
                 [str(self.home), "/root"],
                 [str(self.dir / "tmp"), "/tmp"],
@@ -526,8 +582,11 @@ class LabHost:
             raise subprocess.CalledProcessError(proc.returncode, script, proc.stdout, proc.stderr)
         return proc
 
-    def _spawn(self, argv: list[str], *, cwd: str = "/root", pipe: bool = False) -> int:
-        spec = {"argv": argv, "cwd": cwd, "env": INNER_ENV, "pipe": pipe}
+    def _spawn(self, argv: list[str], *, cwd: str = "/root", pipe: bool = False,
+               env: dict[str, str] | None = None, uid: int | None = None,
+               gid: int | None = None) -> int:
+        spec = {"argv": argv, "cwd": cwd, "env": env or INNER_ENV, "pipe": pipe, "uid": uid,
+                "gid": gid if gid is not None else uid}
         proc = subprocess.run([*self._nsenter(), INNER_PYTHON, "-c", SPAWN_PY, json.dumps(spec)],
                               capture_output=True, text=True, timeout=30, env=INNER_ENV,
                               stdin=subprocess.DEVNULL)
@@ -535,13 +594,14 @@ class LabHost:
             raise RuntimeError(f"spawn {argv!r} on {self.name} failed: {proc.stderr.strip()}")
         return int(proc.stdout.split()[0])
 
-    def spawn(self, argv: list[str], *, cwd: str = "/root") -> int:
+    def spawn(self, argv: list[str], *, cwd: str = "/root", env: dict[str, str] | None = None,
+              uid: int | None = None) -> int:
         """Start a detached long-lived process inside; return its pid as seen inside.
 
         Its parent exits at once, so it is reparented to the namespace init,
-        like a daemon or a process whose terminal went away.
+        like a daemon or a process whose terminal went away. ``uid`` runs it as that user.
         """
-        return self._spawn(argv, cwd=cwd)
+        return self._spawn(argv, cwd=cwd, env=env, uid=uid)
 
     def _install_exe(self, name: str, source: str) -> None:
         """Copy an existing binary into /root/.local/bin under another name."""
@@ -644,6 +704,34 @@ class LabHost:
     def alive(self) -> bool:
         """True while the namespace init (and so the host) is running."""
         return self._proc is not None and self._proc.poll() is None
+
+    def parents(self) -> dict[int, int]:
+        """Every process of the host as pid -> parent pid (as seen inside), read from outside:
+        a stand-in host may have no /proc inside."""
+        try:
+            ns = os.readlink(f"/proc/{self.init_pid}/ns/pid")
+        except OSError:
+            return {}
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                    continue
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            pid = int(fields["NSpid"].split()[-1])
+            ppid_outside = int(fields["PPid"])
+            try:
+                ppid = int(Path(f"/proc/{ppid_outside}/status").read_text()
+                           .split("NSpid:", 1)[1].splitlines()[0].split()[-1])
+            except (OSError, IndexError):
+                ppid = 0
+            found[pid] = ppid if pid != 1 else 0
+        return found
 
     def pids(self) -> list[int]:
         """Pids (as seen inside) of every process in the host's PID namespace."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from miyabi_ctl.inventory import DEFAULT_AGENTS, HostSpec, parse_inventory
-from miyabi_ctl.probe.agents import agent_of, find_sessions, parse_etime, parse_ps_line
+from miyabi_ctl.probe.agents import ProcessFacts, agent_of, find_sessions, parse_etime, parse_ps_line
 from miyabi_ctl.probe.parse import ProbeParseError, apply_porcelain_v2, parse_probe
 from miyabi_ctl.probe.report import RepoState
 from miyabi_ctl.status.health import evaluate
@@ -47,7 +47,7 @@ def test_macos_ps_lines_become_sessions() -> None:
     procs = [p for p in map(parse_ps_line, MACOS_PS.splitlines()) if p]
     assert len(procs) == 8
     assert procs[0].age_s == 2 * 86400 + 3 * 3600 + 14 * 60 + 7
-    sessions = find_sessions(procs, DEFAULT_AGENTS, {612: "/Users/op/miyabi-private"})
+    sessions = find_sessions(procs, DEFAULT_AGENTS, {612: ProcessFacts(cwd="/Users/op/miyabi-private")})
     assert [(s.pid, s.agent) for s in sessions] == [(612, "claude"), (1201, "claude"),
                                                     (1300, "codex")]
     assert sessions[0].cwd == "/Users/op/miyabi-private" and sessions[1].cwd is None
