@@ -20,6 +20,7 @@ class RunFacts:
     ahead: int | None
     merged: bool
     last_activity: int | None  # unix time: the latest of the last commit and the log's last write
+    host_now: int | None = None  # the host's clock when it looked (compared with its own times)
 
 
 def look(host: Host, inventory: Inventory,
@@ -32,6 +33,7 @@ def look(host: Host, inventory: Inventory,
         error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot look at runs: {error}", result)
     facts: dict[int, RunFacts] = {}
+    now = key_values(result.stdout).get("now", "")
     for values in records(result.stdout, "run"):
         times = [int(values[k]) for k in ("last_commit", "log_time") if values.get(k)]
         facts[int(values["run"])] = RunFacts(
@@ -40,6 +42,7 @@ def look(host: Host, inventory: Inventory,
             ahead=int(values["ahead"]) if values.get("ahead") else None,
             merged=values.get("merged") == "yes",
             last_activity=max(times) if times else None,
+            host_now=int(now) if now.isdigit() else None,
         )
     return facts
 

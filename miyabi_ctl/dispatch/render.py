@@ -131,6 +131,9 @@ def run_json(view: RunView) -> dict[str, Any]:
         "session_alive": view.alive, "commits_ahead": view.ahead,
         "last_activity": view.last_activity, "merged": view.merged,
         "issue_closed": view.issue_closed, "done": view.done, "error": view.error,
+        "claim": view.claim.oid if view.claim else None,
+        "controller": view.claim.controller_name if view.claim else None,
+        "stale": view.stale,
     }
 
 
@@ -148,7 +151,8 @@ def runs_table(views: list[RunView], *, plain: bool = False, now: float | None =
             session = f"{a.session} {'alive' if v.alive else 'gone'}"
         activity = "-" if v.last_activity is None else ago(now - v.last_activity)
         done = "merged" if v.merged else "issue closed" if v.issue_closed else "no"
-        table.add_row(str(a.issue), a.host, a.state, session, _num(v.ahead), activity, done,
+        state = f"{a.state}, STALE" if v.stale else a.state
+        table.add_row(str(a.issue), a.host, state, session, _num(v.ahead), activity, done,
                       a.branch, a.worktree)
     return table
 

@@ -1,5 +1,6 @@
 # miyabi-ctl runs (miyabi_ctl/dispatch/agent_run.py): REPO REMOTE MAIN, then ISSUE BRANCH BASE LOG per
-# run. Prints one record per run, each starting with `run=ISSUE`, then `tmux=yes|no`.
+# run. Prints one record per run, each starting with `run=ISSUE`, then `tmux=yes|no` and `now=`
+# (the host's clock, so that the controller compares the host's times only with each other).
 use_login_path
 expand_home "$1"; repo=$expanded
 remote=$2 main=$3
@@ -29,3 +30,4 @@ while [ $# -ge 4 ]; do
     "last_commit=$last_commit" "log_time=$log_time"
 done
 echo "tmux=$have_tmux"
+echo "now=$(date +%s)"

@@ -1,24 +1,37 @@
 """Dispatch as steps: see the fleet, plan the placement, apply it host by host; and the
 follow-ups — look at runs, recall one.
 
-Planning has no side effects (one probe per host, then ``placement.place``). Applying takes each
-host's lock, claims the issue in the run store *before* launching (so a concurrent dispatch cannot
-launch it twice), launches, and records every step in the audit log. One host failing is reported
-and the others go on.
+Planning has no side effects (one probe per host, one read of the claims on the remote, then
+``placement.place``). Applying takes each host's lock, takes the issue's claim on the remote
+*before* launching (of two controllers racing for it, only the one that wins the swap launches),
+launches, releases the claim if the launch fails, and records every step in the audit log. One
+host failing is reported and the others go on. The run store is this controller's cache.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.dispatch.claims import (
+    DEFAULT_STALE_AFTER_S,
+    Claim,
+    ClaimBoard,
+    ClaimHeld,
+    ClaimKeeper,
+    ClaimsUnavailable,
+    controller_id,
+    new_claim,
+)
 from miyabi_ctl.dispatch.graph import Graph
 from miyabi_ctl.dispatch.launch import Launched, branch_name, launch, session_name, worktree_path
 from miyabi_ctl.dispatch.placement import Candidate, HostFigures, Placement, Plan, consider, place
 from miyabi_ctl.dispatch.store import AlreadyAssigned, Assignment, RunStore
-from miyabi_ctl.errors import ExitCode, HostError, HostLocked, MiyabiError, Refused
+from miyabi_ctl.errors import ExitCode, HostError, HostLocked, InventoryError, MiyabiError, Refused
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.phase0.locks import host_lock
@@ -32,21 +45,75 @@ def default_agent(inventory: Inventory) -> str:
     return str(inventory.dispatch.get("agent") or "claude")
 
 
-def see_hosts(fleet: Fleet, store: RunStore) -> list[HostFigures]:
-    """One probe per host, combined with the store's running assignments."""
+# Announces an assignment where people look (a GitHub label): (issue, host, added?) -> a note
+# when it could not be done, else None.
+Announce = Callable[[int, str, bool], str | None]
+
+
+def read_claims(keeper: ClaimKeeper, store: RunStore, prefer: list[str] | None = None
+                ) -> ClaimBoard:
+    """Every claim on the remote (one fetch through one host); the cache catches up with it."""
+    board = keeper.read(prefer or [])
+    if board.readable:
+        store.reconcile({n: c.oid for n, c in board.claims.items()})
+    return board
+
+
+def active_assignments(board: ClaimBoard, store: RunStore) -> list[Assignment]:
+    """Every controller's assignments (the claims); our cache's when they could not be read.
+    Assignments made before claims existed (no claim recorded) come from the cache either way."""
+    legacy = [a for a in store.active() if not a.claim]
+    if not board.readable:
+        return store.active()
+    return board.assignments() + [a for a in legacy if a.issue not in board.claims]
+
+
+def assigned_map(board: ClaimBoard, store: RunStore) -> dict[int, str]:
+    found = {a.issue: f"{a.host} ({a.session})" for a in active_assignments(board, store)}
+    if board.readable:
+        found.update(board.assigned())
+    return found
+
+
+def github_announcer(inventory: Inventory, source: str) -> Announce | None:
+    """With a GitHub backlog, label the issue ``miyabi:<host>`` while it is claimed."""
+    if not source.startswith("github:"):
+        return None
+    from miyabi_ctl.dispatch.github import (
+        DEFAULT_API,
+        GitHubSource,
+        label_assignment,
+        resolve_token,
+    )
+
+    settings = inventory.backlog
+    github = GitHubSource(settings["github"], settings.get("api_url") or DEFAULT_API,
+                          resolve_token(settings.get("token_env")))
+    return lambda number, host, add: label_assignment(github, number, host, add=add)
+
+
+@dataclass
+class FleetView:
+    """What planning sees: each host's figures, and the claims."""
+
+    figures: list[HostFigures]
+    board: ClaimBoard
+
+
+def see_hosts(fleet: Fleet, store: RunStore, keeper: ClaimKeeper) -> FleetView:
+    """One probe per host, then the claims (read through a host that answered), combined."""
     from miyabi_ctl.dispatch.placement import figures_from_status
 
     status = collect_status(fleet)
-    return figures_from_status(status.hosts, store.active())
+    board = read_claims(keeper, store, [h.name for h in status.hosts if h.reachable])
+    running = active_assignments(board, store)
+    return FleetView(figures_from_status(status.hosts, running), board)
 
 
-def assigned_map(store: RunStore) -> dict[int, str]:
-    return {a.issue: f"{a.host} ({a.session})" for a in store.active()}
-
-
-def plan_dispatch(graph: Graph, figures: list[HostFigures], store: RunStore, *, agent: str,
+def plan_dispatch(graph: Graph, view: FleetView, store: RunStore, *, agent: str,
                   max_new: int | None = None) -> Plan:
-    return place(graph.states(assigned_map(store)), figures, agent=agent, max_new=max_new)
+    return place(graph.states(assigned_map(view.board, store)), view.figures, agent=agent,
+                 max_new=max_new)
 
 
 class AssignRefused(Refused):
@@ -63,15 +130,15 @@ class AssignPlan:
         return {"assignments": [self.placement.to_json()], "unplaced": []}
 
 
-def plan_assign(graph: Graph, figures: list[HostFigures], store: RunStore, *, issue: int,
+def plan_assign(graph: Graph, view: FleetView, store: RunStore, *, issue: int,
                 host: str, agent: str, force: bool) -> AssignPlan:
     """The same checks as dispatch for one issue on one host; --force skips tags and slots."""
     if issue not in graph.issues:
         raise AssignRefused(f"issue #{issue} is not in the backlog")
-    state = graph.state(issue, assigned_map(store))
+    state = graph.state(issue, assigned_map(view.board, store))
     if state.status != "ready":
         raise AssignRefused(f"issue #{issue} is not ready: {state.describe()}")
-    figure = next(f for f in figures if f.name == host)
+    figure = next(f for f in view.figures if f.name == host)
     candidate = consider(figure, state.issue.needs, 0)
     forced = None
     if not candidate.eligible:
@@ -116,9 +183,11 @@ class ApplyReport:
 
 
 def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: RunStore,
-               *, action: str = "dispatch") -> ApplyReport:
+               keeper: ClaimKeeper, *, action: str = "dispatch",
+               announce: Announce | None = None) -> ApplyReport:
     """Launch every placement, hosts in parallel, each host's placements in order under its lock."""
     audit.ensure_writable()
+    me = controller_id()
     by_host: dict[str, list[Placement]] = {}
     for placement in placements:
         by_host.setdefault(placement.host, []).append(placement)
@@ -130,7 +199,8 @@ def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: R
         repo_path = host.spec.repo_path_or(fleet.inventory.repo)
         try:
             with host_lock(host, repo_path, action):
-                return [_launch_one(host, p, graph, fleet.inventory, store, action) for p in mine]
+                return [_launch_one(host, p, graph, fleet.inventory, store, keeper, me, action,
+                                    announce) for p in mine]
         except MiyabiError as exc:  # lock held, host gone: every placement here fails alike
             message = exc.message if isinstance(exc, HostError) else str(exc)
             for p in mine:
@@ -153,36 +223,87 @@ def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: R
 
 
 def _launch_one(host: Host, placement: Placement, graph: Graph, inventory: Inventory,
-                store: RunStore, action: str) -> Applied:
+                store: RunStore, keeper: ClaimKeeper, me: str, action: str,
+                announce: Announce | None) -> Applied:
+    """Claim on the remote, then launch; the loser of the claim does not launch."""
     issue = graph.issues[placement.issue]
+    wanted = new_claim(issue=issue.number, title=issue.title, host=host.name,
+                       agent=placement.agent, branch=branch_name(issue.number),
+                       session=session_name(issue.number),
+                       worktree=worktree_path(inventory, issue.number), controller=me)
     try:
-        claim = store.claim(issue=issue.number, title=issue.title, host=host.name,
-                            agent=placement.agent, worktree=worktree_path(inventory, issue.number),
-                            branch=branch_name(issue.number), session=session_name(issue.number))
-    except AlreadyAssigned as exc:
+        held = keeper.take(wanted, via=host.name)
+    except ClaimHeld as exc:
         audit.record(host.name, action, result="skipped", error=str(exc), issue=issue.number)
-        return Applied(issue.number, host.name, "skipped", str(exc))
+        return Applied(issue.number, host.name, "skipped", f"not launched: {exc}")
+    except ClaimsUnavailable as exc:
+        audit.record(host.name, action, result="failed", error=str(exc), issue=issue.number)
+        return Applied(issue.number, host.name, "failed", f"not launched: {exc}")
+    try:
+        row = store.claim(issue=issue.number, title=issue.title, host=host.name,
+                          agent=placement.agent, worktree=wanted.worktree, branch=wanted.branch,
+                          session=wanted.session, claim=held.oid)
+    except AlreadyAssigned as exc:  # this controller's own cache disagrees: do not launch
+        problem = _release(keeper, held, host.name, action)
+        message = str(exc) + (f"; {problem}" if problem else "")
+        audit.record(host.name, action, result="skipped", error=message, issue=issue.number)
+        return Applied(issue.number, host.name, "skipped", message)
     try:
         launched = launch(host, inventory, issue=issue.number, title=issue.title, body=issue.body,
                           agent=placement.agent)
     except MiyabiError as exc:
         message = exc.message if isinstance(exc, HostError) else str(exc)
-        store.end(claim.id, "failed", message)
+        problem = _release(keeper, held, host.name, action)
+        message += f"; {problem}" if problem else "; claim released"
+        store.end(row.id, "failed", message)
         audit.record(host.name, action, result="failed", error=message, issue=issue.number,
                      agent=placement.agent)
         return Applied(issue.number, host.name, "failed", message)
-    store.mark_running(claim.id, worktree=launched.worktree, base=launched.base, log=launched.log)
+    running = replace(held, state="running", worktree=launched.worktree, base=launched.base,
+                      log=launched.log)
+    updated = keeper.update(held, running, via=host.name)
+    notes = [] if isinstance(updated, Claim) else [f"claim not updated: {updated}"]
+    store.mark_running(row.id, worktree=launched.worktree, base=launched.base, log=launched.log,
+                       claim=updated.oid if isinstance(updated, Claim) else None)
+    if announce is not None:
+        note = announce(issue.number, host.name, True)
+        if note:
+            notes.append(note)
     audit.record(host.name, action, result="ok", issue=issue.number, agent=placement.agent,
                  reason=placement.reason,
                  after={"worktree": launched.worktree, "branch": launched.branch,
                         "session": launched.session, "base": launched.base,
-                        "worktree_action": launched.worktree_action})
-    return Applied(issue.number, host.name, "ok", f"{launched.session} in {launched.worktree}",
-                   launched)
+                        "worktree_action": launched.worktree_action,
+                        "claim": updated.oid if isinstance(updated, Claim) else held.oid},
+                 **({"notes": notes} if notes else {}))
+    message = f"{launched.session} in {launched.worktree}"
+    return Applied(issue.number, host.name, "ok",
+                   message + "".join(f"; {n}" for n in notes), launched)
+
+
+def _release(keeper: ClaimKeeper, held: Claim, host: str, action: str) -> str | None:
+    """Give the claim back (through ``host``, else another host); a note if that failed."""
+    problem = keeper.release(held, [host])
+    audit.record(host, "claim.release", result="failed" if problem else "ok", issue=held.issue,
+                 claim=held.oid, reason=action, **({"error": problem} if problem else {}))
+    return problem
 
 
 # --------------------------------------------------------------------------------------------
 # Runs
+
+
+def stale_after(inventory: Inventory) -> float:
+    """``dispatch.stale_after`` in fleet.yaml (e.g. ``30m``), else 30 minutes."""
+    from miyabi_ctl.phase0.prune import parse_duration
+
+    raw = inventory.dispatch.get("stale_after")
+    if raw is None:
+        return DEFAULT_STALE_AFTER_S
+    try:
+        return parse_duration(str(raw))
+    except ValueError as exc:
+        raise InventoryError(f"{inventory.source}: dispatch.stale_after: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -196,28 +317,71 @@ class RunView:
     issue_closed: bool = False
     last_activity: int | None = None
     error: str | None = None
+    claim: Claim | None = None  # the claim on the remote (None: ended, or claims unreadable)
+    stale: bool = False  # nothing vouches for the claim any more (see ``judge_stale``)
 
     @property
     def done(self) -> bool:
         return self.merged or self.issue_closed
 
 
-def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None, *,
-                 forks: int | None = None, timeout: float | None = None) -> list[RunView]:
-    """Every assignment; the active ones looked at on their hosts, one round trip per host."""
+@dataclass
+class RunsReport:
+    views: list[RunView]
+    claims_error: str | None = None  # the claims could not be read: the cache is shown
+
+
+def judge_stale(*, alive: bool | None, last_activity: int | None, host_now: int | None,
+                unreachable_since: float | None, now: float, limit: float) -> bool:
+    """Is nothing vouching for a claim any more? Each clock is only compared with itself.
+
+    - its host answers: the session is gone and nothing happened in the worktree (commit, log
+      write) for ``limit`` — both times on the host's clock;
+    - its host does not answer (or left the fleet): this controller has seen it so for ``limit``
+      — both times on this controller's clock.
+    The claim's own time, written by another controller, is never compared with anything."""
+    if alive is not None:
+        if alive or host_now is None:
+            return False
+        return last_activity is None or host_now - last_activity >= limit
+    return unreachable_since is not None and now - unreachable_since >= limit
+
+
+def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None,
+                 keeper: ClaimKeeper, *, forks: int | None = None,
+                 timeout: float | None = None, now: float | None = None) -> RunsReport:
+    """Every assignment: the claims on the remote (every controller's), looked at on their hosts
+    (one round trip per host), and this controller's ended ones from its cache."""
     from miyabi_ctl.dispatch.agent_run import RunFacts, look
 
-    assignments = store.all()
-    active = [a for a in assignments if a.active]
+    limit = stale_after(inventory)
+    now = time.time() if now is None else now
+    board = read_claims(keeper, store)
+    # (assignment, its claim): the claims when readable (ours shown from the cache, with its
+    # title and log), then assignments older than claims; else the cache alone.
+    active: list[tuple[Assignment, Claim | None]] = []
+    if board.readable:
+        mine = {a.claim: a for a in store.active() if a.claim}
+        for claim in board.claims.values():
+            assignment = mine.get(claim.oid) or claim.as_assignment()
+            if claim.malformed:
+                assignment = replace(assignment, note=claim.holder())
+            active.append((assignment, claim))
+        active += [(a, None) for a in store.active()
+                   if not a.claim and a.issue not in board.claims]
+    else:
+        active = [(a, None) for a in store.active()]
+    history = [a for a in store.all() if not a.active]
     known = {h.name for h in inventory.hosts}
-    names = sorted({a.host for a in active if a.host in known})
+    looked = [a for a, c in active if a.host in known and not (c and c.malformed)]
+    names = sorted({a.host for a in looked})
     facts: dict[int, RunFacts] = {}
     errors: dict[str, str] = {}
     if names:
         with Fleet(inventory, names, forks=forks, connect_timeout=timeout) as fleet:
             def on_host(host: Host) -> dict[int, RunFacts]:
                 mine = [(a.issue, a.branch, a.base or "", a.log or "")
-                        for a in active if a.host == host.name]
+                        for a in looked if a.host == host.name]
                 return look(host, inventory, mine)
 
             for outcome in fleet.map(on_host):
@@ -225,20 +389,32 @@ def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None, *,
                     errors[outcome.host] = outcome.error.message
                 else:
                     facts.update(outcome.value or {})
+    unanswered = {c.oid for a, c in active if c and (a.host not in known or a.host in errors)}
+    since = store.unreachable_since(unanswered, now) if board.readable else {}
     views = []
-    for a in assignments:
+    for a, claim in sorted(active, key=lambda pair: pair[0].issue):
         closed = bool(graph and a.issue in graph.issues and graph.issues[a.issue].done)
-        if not a.active:
-            views.append(RunView(a, issue_closed=closed))
+        f = facts.get(a.issue) if a.host in known and a.host not in errors else None
+        error = None
+        if claim is not None and claim.malformed:
+            error = claim.holder()
         elif a.host not in known:
-            views.append(RunView(a, issue_closed=closed, error=f"host {a.host} is not in the fleet"))
+            error = f"host {a.host} is not in the fleet"
         elif a.host in errors:
-            views.append(RunView(a, issue_closed=closed, error=errors[a.host]))
+            error = errors[a.host]
+        elif f is None:
+            error = "no answer for this run"
+        stale = claim is not None and judge_stale(
+            alive=f.alive if f else None, last_activity=f.last_activity if f else None,
+            host_now=f.host_now if f else None, unreachable_since=since.get(claim.oid), now=now,
+            limit=limit)
+        if f is None:
+            views.append(RunView(a, issue_closed=closed, error=error, claim=claim, stale=stale))
         else:
-            f = facts.get(a.issue)
-            if f is None:
-                views.append(RunView(a, issue_closed=closed, error="no answer for this run"))
-            else:
-                views.append(RunView(a, alive=f.alive, ahead=f.ahead, merged=f.merged,
-                                     issue_closed=closed, last_activity=f.last_activity))
-    return views
+            views.append(RunView(a, alive=f.alive, ahead=f.ahead, merged=f.merged,
+                                 issue_closed=closed, last_activity=f.last_activity,
+                                 claim=claim, stale=stale))
+    for a in history:
+        closed = bool(graph and a.issue in graph.issues and graph.issues[a.issue].done)
+        views.append(RunView(a, issue_closed=closed))
+    return RunsReport(views, board.error)
