@@ -197,16 +197,21 @@ def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: R
         if not mine:
             return []
         repo_path = host.spec.repo_path_or(fleet.inventory.repo)
+        done: list[Applied] = []
         try:
             with host_lock(host, repo_path, action):
-                return [_launch_one(host, p, graph, fleet.inventory, store, keeper, me, action,
-                                    announce) for p in mine]
-        except MiyabiError as exc:  # lock held, host gone: every placement here fails alike
+                for p in mine:
+                    done.append(_launch_one(host, p, graph, fleet.inventory, store, keeper, me,
+                                            action, announce))
+            return done
+        except MiyabiError as exc:  # lock held, host gone: the placements not yet tried fail
             message = exc.message if isinstance(exc, HostError) else str(exc)
-            for p in mine:
+            rest = mine[len(done):]  # (a host that died mid-launch also fails the lock release)
+            for p in rest:
                 audit.record(host.name, action, result="failed", error=message, issue=p.issue)
             locked = isinstance(exc, HostLocked)
-            return [Applied(p.issue, host.name, "failed", message, locked=locked) for p in mine]
+            return done + [Applied(p.issue, host.name, "failed", message, locked=locked)
+                           for p in rest]
 
     outcomes = fleet.map(on_host, deadline_s=30 + 150 * max((len(v) for v in by_host.values()),
                                                             default=1))
