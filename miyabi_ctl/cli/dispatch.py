@@ -121,7 +121,13 @@ def dispatch(
     """Place ready issues on the least-loaded eligible hosts; with --apply, launch the agents."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
     from miyabi_ctl.dispatch.render import explain_lines, hosts_table, plan_lines
-    from miyabi_ctl.dispatch.service import apply_plan, github_announcer, plan_dispatch, see_hosts
+    from miyabi_ctl.dispatch.service import (
+        apply_plan,
+        done_claims,
+        github_announcer,
+        plan_dispatch,
+        see_hosts,
+    )
     from miyabi_ctl.dispatch.store import RunStore
 
     inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
@@ -135,16 +141,24 @@ def dispatch(
             show(console, hosts_table(view.figures, plan, plain=not console.is_terminal))
             _echo_lines(explain_lines(plan))
         _echo_lines(plan_lines(plan))
+        if done:
+            _echo_lines(["Claims to release (the issue is closed; worktree and branch stay):",
+                         *(f"  #{c.issue} held by {c.holder()}" for c in done)])
         _claims_warning(view.board)
 
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
         plan = plan_dispatch(graph, view, store, agent=agent_name, max_new=max_new)
+        done = done_claims(view.board, graph, inventory, source)
+        plan_json = _with_claims_error(plan.to_json(), view.board)
+        if done:
+            plan_json["release"] = [{"issue": c.issue, "host": c.host, "reason": "issue closed"}
+                                    for c in done]
         plan_then_apply(_launches(
-            _with_claims_error(plan.to_json(), view.board), show_plan,
-            lambda: apply_plan(plan.assignments, graph, fleet, store, keeper,
+            plan_json, show_plan,
+            lambda: apply_plan(plan.assignments, graph, fleet, store, keeper, done=done,
                                announce=github_announcer(inventory, source)),
-            nothing_to_do=not plan.assignments, question="Launch these agents?",
+            nothing_to_do=not plan.assignments and not done, question="Launch these agents?",
             applicable=view.board.readable,
         ), apply=apply, yes=yes, json_out=json_out)
 

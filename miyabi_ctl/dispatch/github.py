@@ -266,3 +266,18 @@ def label_assignment(source: GitHubSource, number: int, host: str, *, add: bool)
         return None
     hint = " (the token may be read-only)" if status in (403, 404) else ""
     return f"GitHub label {label} not {'set' if add else 'removed'}: HTTP {status}{hint}"
+
+
+def closed_issues(source: GitHubSource, numbers: list[int]) -> set[int]:
+    """Which of these issues (claimed, but not among the open ones) are closed: one request each.
+    An issue that cannot be read is left out (its claim stays)."""
+    client = GitHubClient(source)
+    closed = set()
+    for number in numbers:
+        try:
+            doc = client.issue(number)
+        except BacklogError:
+            continue
+        if doc is not None and doc.get("state") == "closed":
+            closed.add(number)
+    return closed

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
@@ -36,6 +36,9 @@ from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.phase0.locks import host_lock
 from miyabi_ctl.status.collect import collect_status
+
+if TYPE_CHECKING:
+    from miyabi_ctl.dispatch.github import GitHubSource
 
 # Exclusions `assign --force` may override: they are about capacity, not about safety.
 FORCEABLE = ("tags", "slots", "no-max")
@@ -75,20 +78,21 @@ def assigned_map(board: ClaimBoard, store: RunStore) -> dict[int, str]:
     return found
 
 
+def github_source(inventory: Inventory) -> GitHubSource:
+    from miyabi_ctl.dispatch.github import DEFAULT_API, GitHubSource, resolve_token
+
+    settings = inventory.backlog
+    return GitHubSource(settings["github"], settings.get("api_url") or DEFAULT_API,
+                        resolve_token(settings.get("token_env")))
+
+
 def github_announcer(inventory: Inventory, source: str) -> Announce | None:
     """With a GitHub backlog, label the issue ``miyabi:<host>`` while it is claimed."""
     if not source.startswith("github:"):
         return None
-    from miyabi_ctl.dispatch.github import (
-        DEFAULT_API,
-        GitHubSource,
-        label_assignment,
-        resolve_token,
-    )
+    from miyabi_ctl.dispatch.github import label_assignment
 
-    settings = inventory.backlog
-    github = GitHubSource(settings["github"], settings.get("api_url") or DEFAULT_API,
-                          resolve_token(settings.get("token_env")))
+    github = github_source(inventory)
     return lambda number, host, add: label_assignment(github, number, host, add=add)
 
 
@@ -172,22 +176,54 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.result == "ok" for r in self.results)
+        return all(r.result in ("ok", "released") for r in self.results)
 
     def exit_code(self) -> int:
         """0 all launched; 75 when only locked hosts failed; 1 otherwise."""
-        failed = [r for r in self.results if r.result != "ok"]
+        failed = [r for r in self.results if r.result not in ("ok", "released")]
         if not failed:
             return ExitCode.OK
         return ExitCode.LOCKED if all(r.locked for r in failed) else ExitCode.FAILED
 
 
+def done_claims(board: ClaimBoard, graph: Graph, inventory: Inventory, source: str
+                ) -> list[Claim]:
+    """Claims whose issue is closed: that run is done, its claim can go. A GitHub backlog holds
+    only open issues (and those they reference): a claimed issue missing from it is asked for."""
+    done = {n for n in board.claims if n in graph.issues and graph.issues[n].done}
+    missing = sorted(n for n in board.claims if n not in graph.issues)
+    if missing and source.startswith("github:"):
+        from miyabi_ctl.dispatch.github import closed_issues
+
+        done |= closed_issues(github_source(inventory), missing)
+    return [board.claims[n] for n in sorted(done)]
+
+
+def release_done(claims: list[Claim], keeper: ClaimKeeper, store: RunStore,
+                 announce: Announce | None = None) -> list[Applied]:
+    """Release the claims of closed issues (the worktree, branch and session stay)."""
+    results = []
+    for claim in claims:
+        problem = _release(keeper, claim, claim.host, "issue closed")
+        mine = store.by_claim(claim.oid)
+        if problem is None and mine is not None:
+            store.end(mine.id, "released", "the issue was closed")
+        if problem is None and announce is not None and not claim.malformed:
+            problem = announce(claim.issue, claim.host, False)
+        results.append(Applied(claim.issue, claim.host, "failed" if problem else "released",
+                               problem or "claim released: the issue is closed"))
+    return results
+
+
 def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: RunStore,
                keeper: ClaimKeeper, *, action: str = "dispatch",
-               announce: Announce | None = None) -> ApplyReport:
-    """Launch every placement, hosts in parallel, each host's placements in order under its lock."""
+               announce: Announce | None = None, done: list[Claim] | None = None
+               ) -> ApplyReport:
+    """Release the claims of closed issues (``done``), then launch every placement, hosts in
+    parallel, each host's placements in order under its lock."""
     audit.ensure_writable()
     me = controller_id()
+    released = release_done(done or [], keeper, store, announce)
     by_host: dict[str, list[Placement]] = {}
     for placement in placements:
         by_host.setdefault(placement.host, []).append(placement)
@@ -224,6 +260,7 @@ def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: R
             report.results += outcome.value or []
     order = {p.issue: i for i, p in enumerate(placements)}
     report.results.sort(key=lambda r: order.get(r.issue, 0))
+    report.results[:0] = released
     return report
 
 

@@ -18,7 +18,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -337,3 +340,86 @@ def test_clock_skew_decides_nothing(cl: ClaimsLab, tmp_path: Path) -> None:
                          fleet=cl.fleet_file).stdout)
     assert [p["issue"] for p in doc["assignments"]] == [62]
     host.sh("tmux kill-session -t =miyabi-61")
+
+
+class FakeGitHub(BaseHTTPRequestHandler):
+    """The REST endpoints dispatch uses, in GitHub's shapes: open issues, one issue, labels.
+    Only the token `write-token` may write (a fine-grained read-only token gets 403)."""
+
+    issues: ClassVar[dict[int, dict]] = {}
+    writes: ClassVar[list[tuple[str, str, str | None]]] = []
+
+    def do_GET(self) -> None:
+        path = urlparse(self.path).path
+        if path == "/api/v3/repos/acme/app/issues":
+            return self.reply(200, [d for d in self.issues.values() if d["state"] == "open"])
+        number = int(path.rsplit("/", 1)[1])
+        if number in self.issues:
+            return self.reply(200, self.issues[number])
+        self.reply(404, {"message": "Not Found"})
+
+    def write(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        auth = self.headers.get("Authorization")
+        FakeGitHub.writes.append((self.command, urlparse(self.path).path, auth))
+        if auth != "Bearer write-token":
+            return self.reply(403, {"message": "Resource not accessible by personal access token"})
+        self.reply(200, [{"id": 1, "name": "miyabi:cl-a", "color": "ededed"}])
+
+    do_POST = do_DELETE = write
+
+    def reply(self, status: int, doc: object) -> None:
+        data = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_github_backlog_labels_the_issue_and_a_closed_issue_releases_its_claim(
+        cl: ClaimsLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_port}/api/v3"
+    FakeGitHub.issues = {n: {"number": n, "title": f"gh {n}", "body": "", "state": "open",
+                             "labels": [{"id": 1, "name": "P0", "color": "ededed"}]}
+                         for n in (71, 72)}
+    FakeGitHub.writes = []
+    fleet = write_fleet(tmp_path / "fleet.yaml", cl.lab, yaml.safe_load(
+        cl.fleet_file.read_text())["hosts"],
+        extra=f"backlog:\n  github: acme/app\n  api_url: {api}\n  token_env: GH_TEST_TOKEN\n")
+    try:
+        monkeypatch.setenv("GH_TEST_TOKEN", "write-token")
+        proc = cli("assign", "71", "cl-a", "--apply", "--yes", state=tmp_path, fleet=fleet)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert FakeGitHub.writes == [("POST", "/api/v3/repos/acme/app/issues/71/labels",
+                                      "Bearer write-token")]
+        # A read-only token: the launch happens all the same, with a note.
+        monkeypatch.setenv("GH_TEST_TOKEN", "read-token")
+        proc = cli("assign", "72", "cl-a", "--apply", "--yes", state=tmp_path, fleet=fleet)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "GitHub label miyabi:cl-a not set: HTTP 403 (the token may be read-only)" in \
+            proc.stdout
+        assert {71, 72} <= set(claims_on(cl.origin))
+        # #71 is closed on GitHub: the next dispatch --apply releases its claim and label.
+        monkeypatch.setenv("GH_TEST_TOKEN", "write-token")
+        FakeGitHub.issues[71]["state"] = "closed"
+        plan = cli("dispatch", "cl-a", state=tmp_path, fleet=fleet)
+        assert "Claims to release (the issue is closed; worktree and branch stay):" in plan.stdout
+        assert "  #71 held by cl-a (miyabi-71" in plan.stdout
+        done = cli("dispatch", "cl-a", "--apply", "--yes", state=tmp_path, fleet=fleet)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "#71 cl-a: released — claim released: the issue is closed" in done.stdout
+        assert 71 not in claims_on(cl.origin) and 72 in claims_on(cl.origin)
+        assert FakeGitHub.writes[-1] == (
+            "DELETE", "/api/v3/repos/acme/app/issues/71/labels/miyabi%3Acl-a", "Bearer write-token")
+        assert has_session(cl.hosts["cl-a"], 71)  # the run itself is not touched
+    finally:
+        server.shutdown()
+        server.server_close()
+        for n in (71, 72):
+            cl.hosts["cl-a"].sh(f"tmux kill-session -t =miyabi-{n}", check=False)
