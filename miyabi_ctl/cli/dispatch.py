@@ -243,7 +243,7 @@ def runs(
     from miyabi_ctl.dispatch.claims import ClaimKeeper
     from miyabi_ctl.dispatch.issue import NoBacklog
     from miyabi_ctl.dispatch.render import run_json, runs_table
-    from miyabi_ctl.dispatch.service import collect_runs
+    from miyabi_ctl.dispatch.run_views import collect_runs
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.errors import MiyabiError
     from miyabi_ctl.inventory import load_inventory
@@ -304,7 +304,8 @@ def recall(
         plan_recall,
         recall_target,
     )
-    from miyabi_ctl.dispatch.service import github_announcer, read_claims, stale_after
+    from miyabi_ctl.dispatch.run_views import stale_after
+    from miyabi_ctl.dispatch.service import github_announcer, read_claims
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.inventory import load_inventory
 

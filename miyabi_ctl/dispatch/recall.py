@@ -231,7 +231,7 @@ def plan_force(target: RecallTarget, fleet: Fleet, store: RunStore, limit: float
     """Can the claim be let go? Only if its host cannot be asked: a host that answers gets a
     normal recall, which backs its work up."""
     from miyabi_ctl.dispatch.agent_run import look
-    from miyabi_ctl.dispatch.service import judge_stale
+    from miyabi_ctl.dispatch.run_views import judge_stale
 
     a, claim = target.assignment, target.claim
     assert claim is not None

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from miyabi_ctl.dispatch.graph import IssueState
 from miyabi_ctl.dispatch.placement import HostFigures, Plan
-from miyabi_ctl.dispatch.service import ApplyReport, RunView
+from miyabi_ctl.dispatch.run_views import RunView
+from miyabi_ctl.dispatch.service import ApplyReport
 from miyabi_ctl.tables import ago, make_table
 
 # -- issues ---------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from miyabi_ctl.dispatch.claims import (
     parse_claims,
 )
 from miyabi_ctl.dispatch.github import GitHubSource, label_assignment
-from miyabi_ctl.dispatch.service import judge_stale
+from miyabi_ctl.dispatch.run_views import judge_stale
 from miyabi_ctl.dispatch.store import RunStore
 from miyabi_ctl.inventory import HostSpec, Inventory
 
