@@ -110,7 +110,9 @@ def test_two_controllers_racing_20_times_never_launch_two_agents(cl: ClaimsLab,
     a, b = tmp_path / "controller-a", tmp_path / "controller-b"
     ha, hb = cl.hosts["cl-a"], cl.hosts["cl-b"]
     decided_by_swap = decided_by_plan = 0
+    rounds: list[float] = []
     for n in range(1, 21):
+        began = time.monotonic()
         backlog = write_backlog(tmp_path / f"backlog-{n}.yaml", [n])
         common = ("--apply", "--yes", "--backlog", str(backlog))
         if n % 2:
@@ -120,6 +122,7 @@ def test_two_controllers_racing_20_times_never_launch_two_agents(cl: ClaimsLab,
             one = start("assign", str(n), "cl-a", *common, state=a, fleet=cl.fleet_file)
             two = start("dispatch", "cl-b", "--max", "1", *common, state=b, fleet=cl.fleet_file)
         outs = [p.communicate(timeout=240) for p in (one, two)]
+        rounds.append(time.monotonic() - began)
         texts = [o + e for o, e in outs]
         running = [h.name for h in (ha, hb) if has_session(h, n)]
         assert len(running) == 1, (n, running, texts)
@@ -132,7 +135,8 @@ def test_two_controllers_racing_20_times_never_launch_two_agents(cl: ClaimsLab,
             assert f"assigned to {winner} (miyabi-{n})" in loser, (n, loser)
             decided_by_plan += 1
     print(f"20 races: {decided_by_swap} decided by the compare-and-swap, "
-          f"{decided_by_plan} by the plan's read of the claims")
+          f"{decided_by_plan} by the plan's read of the claims; a round took "
+          f"{sorted(rounds)[10]:.1f} s (median), {max(rounds):.1f} s (max)")
 
     # Every controller sees every assignment, whoever launched it.
     full = write_backlog(tmp_path / "backlog.yaml", list(range(1, 21)))
