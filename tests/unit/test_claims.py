@@ -5,8 +5,10 @@ catching up; staleness; the GitHub label against a local server in the REST API'
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -232,3 +234,42 @@ def test_assignment_label_with_write_read_only_and_no_token(api: str) -> None:
     unreachable = GitHubSource("acme/app", "http://127.0.0.1:9/api", "write-token")
     assert label_assignment(unreachable, 1, "h", add=True).startswith(
         "GitHub label miyabi:h not set: cannot reach http://127.0.0.1:9/api")
+
+
+def test_a_claim_pushed_by_hand_holds_its_issue_until_recall_force(
+        repos: tuple[Path, Inventory], tmp_path: Path) -> None:
+    """The by-hand recipe of docs/dispatch.md, end to end through the CLI with a local host."""
+    origin, _ = repos
+    one = origin.parent / "one"
+    tree = git("hash-object", "-t", "tree", "-w", "/dev/null", cwd=one).strip()
+    oid = git("-c", "user.name=me", "-c", "user.email=me@x", "commit-tree", "-m", "mine!", tree,
+              cwd=one).strip()
+    git("push", "-q", "origin", f"{oid}:refs/miyabi/claims/5", cwd=one)
+    (tmp_path / "backlog.yaml").write_text("issues:\n  - {number: 5, title: five}\n")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(f"backlog:\n  file: {tmp_path / 'backlog.yaml'}\n"
+                     f"hosts:\n  one:\n    transport: local\n    repo_path: {one}\n")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MIYABI_STATE_DIR": str(tmp_path / "state"),
+               "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        return subprocess.run([sys.executable, "-m", "miyabi_ctl", *args, "--fleet", str(fleet)],
+                              capture_output=True, text=True, env=env, timeout=120,
+                              stdin=subprocess.DEVNULL)
+
+    (issue,) = json.loads(cli("issues", "--json").stdout)["issues"]
+    assert issue["state"] == "assigned"
+    assert issue["assigned_to"] == ("an unreadable claim (unknown claim format 'none'; object "
+                                    f"{oid[:12]})")
+    refused = cli("recall", "5")
+    assert refused.returncode == 1
+    assert "recall --force releases it" in refused.stderr
+    plan = cli("recall", "5", "--force")
+    assert plan.returncode == 0, plan.stderr
+    assert "release the claim on #5 (held by an unreadable claim" in plan.stdout
+    assert "its record cannot be read" in plan.stdout
+    done = cli("recall", "5", "--force", "--apply", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert git("ls-remote", str(origin), "refs/miyabi/*") == ""
+    (issue,) = json.loads(cli("issues", "--json").stdout)["issues"]
+    assert issue["state"] == "ready"
