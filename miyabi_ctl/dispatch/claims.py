@@ -203,6 +203,7 @@ class ClaimBoard:
     claims: dict[int, Claim] = field(default_factory=dict)
     error: str | None = None
     via: str | None = None  # the host that read it
+    read_at: datetime | None = None  # when the read began, on this controller's clock
 
     @property
     def readable(self) -> bool:
@@ -315,8 +316,10 @@ class ClaimKeeper:
         """Every claim, from the first of up to ``tries`` hosts that can read them."""
         errors = []
         for name in self.order(prefer)[:tries]:
+            began = datetime.now(UTC)
             board = self._with_host(name, lambda host: read_on(host, self.inventory))
             if board.readable:
+                board.read_at = began
                 return board
             errors.append(board.error or name)
         if not errors:

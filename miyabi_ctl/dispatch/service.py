@@ -56,7 +56,7 @@ def read_claims(keeper: ClaimKeeper, store: RunStore, prefer: list[str] | None =
     """Every claim on the remote (one fetch through one host); the cache catches up with it."""
     board = keeper.read(prefer or [])
     if board.readable:
-        store.reconcile({n: c.oid for n, c in board.claims.items()})
+        store.reconcile({n: c.oid for n, c in board.claims.items()}, board.read_at)
     return board
 
 

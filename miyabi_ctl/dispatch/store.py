@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from miyabi_ctl.errors import MiyabiError
@@ -166,14 +166,21 @@ class RunStore:
         """Our assignment holding claim object ``oid``, if this controller made it."""
         return next((a for a in self.active() if a.claim == oid), None)
 
-    def reconcile(self, held: dict[int, str]) -> list[Assignment]:
-        """Bring the cache in line with the remote (``held``: issue → claim object).
+    def reconcile(self, held: dict[int, str], read_at: datetime | None = None
+                  ) -> list[Assignment]:
+        """Bring the cache in line with the remote (``held``: issue → claim object, as read from
+        ``read_at`` on this controller's clock).
 
         An active assignment of ours whose claim is no longer on the remote was recalled through
-        another controller or cleared by hand: it ends as ``released``. Assignments made before
-        claims existed (no claim recorded) are left alone. Returns those ended."""
+        another controller or cleared by hand: it ends as ``released``. Left alone: assignments
+        made before claims existed (no claim recorded), and those started since the read began
+        (by a concurrent command of this controller: the read could not see their claim yet).
+        Returns those ended."""
+        cutoff = (read_at - timedelta(seconds=1)).isoformat(timespec="seconds") if read_at else None
         ended = []
         for a in self.active():
+            if cutoff is not None and a.started >= cutoff:
+                continue
             if a.claim and held.get(a.issue) != a.claim:
                 ended.append(self.end(a.id, "released", "its claim is no longer on the remote "
                                       "(recalled from another controller, or cleared by hand)"))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -168,6 +169,8 @@ def test_cache_catches_up_and_old_stores_are_migrated(tmp_path: Path) -> None:
                        branch="issue/5", session="miyabi-5", claim="oid5")
     kept = store.claim(issue=6, title="t", host="h", agent="claude", worktree="w",
                        branch="issue/6", session="miyabi-6", claim="oid6")
+    # A read that began before #5 and #6 were started cannot judge them (a concurrent command).
+    assert store.reconcile({}, datetime(2000, 1, 1, tzinfo=UTC)) == []
     ended = store.reconcile({6: "oid6"})  # #5 was recalled through another controller
     assert [a.issue for a in ended] == [5]
     assert store.get(mine.id).state == "released" and store.get(kept.id).state == "launching"
