@@ -294,7 +294,7 @@ AGENT_KEYS = {"executables", "scripts", "launch"}
 HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "identity_file",
              "proxy_jump"}
 BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
-DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command"}
+DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command", "stale_after"}
 
 
 def parse_inventory(text: str, path: Path) -> Inventory:

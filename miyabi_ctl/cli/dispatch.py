@@ -28,7 +28,9 @@ from miyabi_ctl.cli.common import (
 from miyabi_ctl.errors import ExitCode
 
 if TYPE_CHECKING:
+    from miyabi_ctl.dispatch.claims import ClaimBoard
     from miyabi_ctl.dispatch.graph import Graph
+    from miyabi_ctl.dispatch.recall import RecallOutcome
     from miyabi_ctl.dispatch.service import ApplyReport
     from miyabi_ctl.inventory import Inventory
 
@@ -73,18 +75,26 @@ def register(app: typer.Typer) -> None:
 def issues(
     json_out: Json = False,
     backlog: BacklogPath = None,
+    timeout: Timeout = None,
     fleet_path: FleetPath = None,
 ) -> None:
     """The backlog as a graph: each issue's priority, state (done / ready / blocked by … /
     assigned to …), needs."""
+    from miyabi_ctl.dispatch.claims import ClaimKeeper
     from miyabi_ctl.dispatch.render import issues_json, issues_summary, issues_table
-    from miyabi_ctl.dispatch.service import assigned_map
+    from miyabi_ctl.dispatch.service import assigned_map, read_claims
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.inventory import load_inventory
 
     inventory = load_inventory(fleet_path)
     graph, source = _graph(inventory, backlog)
-    states = graph.states(assigned_map(RunStore()))
+    store = RunStore()
+    with ClaimKeeper(inventory, timeout=timeout) as keeper:
+        board = read_claims(keeper, store)
+    if not board.readable:
+        typer.echo(f"miyabi-ctl: warning: the claims could not be read, assignments shown are "
+                   f"this controller's own: {board.error}", err=True)
+    states = graph.states(assigned_map(board, store))
     if json_out:
         print_json(issues_json(states, source))
         return
@@ -109,28 +119,47 @@ def dispatch(
     fleet_path: FleetPath = None,
 ) -> None:
     """Place ready issues on the least-loaded eligible hosts; with --apply, launch the agents."""
+    from miyabi_ctl.dispatch.claims import ClaimKeeper
     from miyabi_ctl.dispatch.render import explain_lines, hosts_table, plan_lines
-    from miyabi_ctl.dispatch.service import apply_plan, plan_dispatch, see_hosts
+    from miyabi_ctl.dispatch.service import (
+        apply_plan,
+        done_claims,
+        github_announcer,
+        plan_dispatch,
+        see_hosts,
+    )
     from miyabi_ctl.dispatch.store import RunStore
 
     inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
-    graph, _source = _graph(inventory, backlog)
+    graph, source = _graph(inventory, backlog)
     agent_name = _agent(inventory, agent)
     store = RunStore()
 
     def show_plan() -> None:
         if explain:
             console = make_console()
-            show(console, hosts_table(figures, plan, plain=not console.is_terminal))
+            show(console, hosts_table(view.figures, plan, plain=not console.is_terminal))
             _echo_lines(explain_lines(plan))
         _echo_lines(plan_lines(plan))
+        if done:
+            _echo_lines(["Claims to release (the issue is closed; worktree and branch stay):",
+                         *(f"  #{c.issue} held by {c.holder()}" for c in done)])
+        _claims_warning(view.board)
 
-    with fleet:
-        figures = see_hosts(fleet, store)
-        plan = plan_dispatch(graph, figures, store, agent=agent_name, max_new=max_new)
+    with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
+        view = see_hosts(fleet, store, keeper)
+        plan = plan_dispatch(graph, view, store, agent=agent_name, max_new=max_new)
+        done = done_claims(view.board, graph, inventory, source)
+        plan_json = _with_claims_error(plan.to_json(), view.board)
+        if done:
+            plan_json["release"] = [{"issue": c.issue, "host": c.host, "reason": "issue closed"}
+                                    for c in done]
         plan_then_apply(_launches(
-            plan.to_json(), show_plan, lambda: apply_plan(plan.assignments, graph, fleet, store),
-            nothing_to_do=not plan.assignments, question="Launch these agents?",
+            plan_json, show_plan,
+            lambda: apply_plan(plan.assignments, graph, fleet, store, keeper, done=done,
+                               announce=github_announcer(inventory, source)),
+            nothing_to_do=not plan.assignments and not done, question="Launch these agents?",
+            applicable=view.board.readable,
         ), apply=apply, yes=yes, json_out=json_out)
 
 
@@ -148,32 +177,48 @@ def assign(
     fleet_path: FleetPath = None,
 ) -> None:
     """Place one issue on one host by hand (the same checks as dispatch)."""
-    from miyabi_ctl.dispatch.service import apply_plan, plan_assign, see_hosts
+    from miyabi_ctl.dispatch.claims import ClaimKeeper
+    from miyabi_ctl.dispatch.service import apply_plan, github_announcer, plan_assign, see_hosts
     from miyabi_ctl.dispatch.store import RunStore
 
     inventory, fleet = open_fleet(fleet_path, [host], timeout=timeout, quiet=json_out)
-    graph, _source = _graph(inventory, backlog)
+    graph, source = _graph(inventory, backlog)
     agent_name = _agent(inventory, agent)
     store = RunStore()
-    with fleet:
-        figures = see_hosts(fleet, store)
-        planned = plan_assign(graph, figures, store, issue=issue, host=host, agent=agent_name,
+    with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
+        view = see_hosts(fleet, store, keeper)
+        planned = plan_assign(graph, view, store, issue=issue, host=host, agent=agent_name,
                               force=force)
         p = planned.placement
         if planned.forced:
             typer.echo(f"WARNING: --force: placing #{issue} on {host} although {planned.forced}",
                        err=True)
+
+        def show_plan() -> None:
+            typer.echo(f"Assign plan:\n  #{p.issue} → {p.host} ({p.agent}): {p.reason}")
+            _claims_warning(view.board)
+
         plan_then_apply(_launches(
-            planned.to_json(),
-            lambda: typer.echo(f"Assign plan:\n  #{p.issue} → {p.host} ({p.agent}): {p.reason}"),
-            lambda: apply_plan([p], graph, fleet, store, action="assign"),
-            question="Launch this agent?",
+            _with_claims_error(planned.to_json(), view.board), show_plan,
+            lambda: apply_plan([p], graph, fleet, store, keeper, action="assign",
+                               announce=github_announcer(inventory, source)),
+            question="Launch this agent?", applicable=view.board.readable,
         ), apply=apply, yes=yes, json_out=json_out)
+
+
+def _claims_warning(board: ClaimBoard) -> None:
+    if not board.readable:
+        typer.echo(f"The claims on the remote could not be read, so nothing will be launched "
+                   f"(that could assign an issue twice): {board.error}")
+
+
+def _with_claims_error(plan_json: dict[str, Any], board: ClaimBoard) -> dict[str, Any]:
+    return plan_json if board.readable else {**plan_json, "claims_error": board.error}
 
 
 def _launches(plan_json: dict[str, Any], show_plan: Callable[[], None],
               carry_out: Callable[[], ApplyReport], *, nothing_to_do: bool = False,
-              question: str) -> Change[ApplyReport]:
+              question: str, applicable: bool = True) -> Change[ApplyReport]:
     """dispatch and assign: the same launch outcome, JSON and exit code."""
     from miyabi_ctl.dispatch.render import apply_json, apply_lines
 
@@ -182,7 +227,7 @@ def _launches(plan_json: dict[str, Any], show_plan: Callable[[], None],
         outcome_json=lambda report: {**plan_json, "launches": apply_json(report)},
         show_outcome=lambda report: _echo_lines(apply_lines(report)),
         exit_code=lambda report: report.exit_code(),
-        nothing_to_do=nothing_to_do, question=question,
+        nothing_to_do=nothing_to_do, question=question, applicable=applicable,
         plan_only_note="Plan only: nothing launched. Run again with --apply to launch.")
 
 
@@ -193,10 +238,12 @@ def runs(
     forks: Forks = None,
     fleet_path: FleetPath = None,
 ) -> None:
-    """Every assignment: session alive or gone, commits on its branch, last activity, done."""
+    """Every assignment of every controller (the claims on the remote): session alive or gone,
+    commits on its branch, last activity, done, stale."""
+    from miyabi_ctl.dispatch.claims import ClaimKeeper
     from miyabi_ctl.dispatch.issue import NoBacklog
     from miyabi_ctl.dispatch.render import run_json, runs_table
-    from miyabi_ctl.dispatch.service import collect_runs
+    from miyabi_ctl.dispatch.run_views import collect_runs
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.errors import MiyabiError
     from miyabi_ctl.inventory import load_inventory
@@ -210,16 +257,22 @@ def runs(
     except MiyabiError as exc:  # runs still shows what it can; "issue closed" is then unknown
         typer.echo(f"miyabi-ctl: warning: backlog unavailable, issue states unknown: {exc}",
                    err=True)
-    views = collect_runs(inventory, RunStore(), graph, forks=forks, timeout=timeout)
+    with ClaimKeeper(inventory, timeout=timeout) as keeper:
+        report = collect_runs(inventory, RunStore(), graph, keeper, forks=forks, timeout=timeout)
+    views = report.views
+    if report.claims_error:
+        typer.echo(f"miyabi-ctl: error: the claims could not be read, so other controllers' "
+                   f"assignments are missing; this controller's own are shown: "
+                   f"{report.claims_error}", err=True)
     if json_out:
-        print_json({"runs": [run_json(v) for v in views]})
+        print_json({"runs": [run_json(v) for v in views], "claims_error": report.claims_error})
     else:
         console = make_console()
         if views:
             show(console, runs_table(views, plain=not console.is_terminal))
         else:
             console.print("No assignments yet.")
-    if any(v.error for v in views):
+    if report.claims_error or any(v.error for v in views):
         raise typer.Exit(1)
 
 
@@ -233,33 +286,71 @@ def recall(
     discard_nested: Annotated[bool, typer.Option(
         "--discard-nested", help="Remove the worktree even though it holds nested repositories "
                                  "with work (a backup records only their commit id).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Release the issue's claim although its host cannot be reached (the host "
+                        "is not touched). Refused while the host answers.")] = False,
     json_out: Json = False,
     timeout: Timeout = None,
     fleet_path: FleetPath = None,
 ) -> None:
-    """Stop an issue's agent, back up its worktree (pushed, verified), then remove the worktree."""
-    from miyabi_ctl.dispatch.recall import Discard, apply_recall, plan_recall, recall_target
+    """Stop an issue's agent, back up its worktree (pushed, verified), remove the worktree and
+    release its claim; --force releases the claim of a host that is gone."""
+    from miyabi_ctl.dispatch.claims import ClaimKeeper
+    from miyabi_ctl.dispatch.recall import (
+        Discard,
+        apply_force,
+        apply_recall,
+        plan_force,
+        plan_recall,
+        recall_target,
+    )
+    from miyabi_ctl.dispatch.run_views import stale_after
+    from miyabi_ctl.dispatch.service import github_announcer, read_claims
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.inventory import load_inventory
 
     inventory = load_inventory(fleet_path)
     store = RunStore()
-    target = recall_target(store, inventory, issue)
-    fleet = fleet_of(inventory, [target.host], timeout=timeout)
-    discard = Discard(ignored=discard_ignored, nested=discard_nested)
-    with fleet:
-        plan = plan_recall(fleet, target, discard)
-        plan_then_apply(Change(
-            plan_json=plan.to_json(),
-            show_plan=lambda: _echo_lines([f"Recall plan for #{issue} on {target.host}:",
-                                           *(f"  {n}. {step}" for n, step in enumerate(plan.steps, 1)),
-                                           *(f"  note: {note}" for note in plan.notes)]),
-            carry_out=lambda: apply_recall(target, fleet, store, discard),
-            outcome_json=lambda out: {**plan.to_json(), "stopped": out.stopped,
-                                      "removed": out.removed, "message": out.message},
-            show_outcome=lambda out: typer.echo(
-                f"#{issue} {target.host}: {'ok' if out.ok else 'failed'} — {out.message}"),
-            exit_code=lambda out: ExitCode.OK if out.ok else ExitCode.FAILED,
-            refuses=plan.refuses, question="Recall this agent?",
-            plan_only_note="Plan only: nothing changed. Run again with --apply to recall.",
-        ), apply=apply, yes=yes, json_out=json_out)
+    keeper = ClaimKeeper(inventory, timeout=timeout)
+    announce = None
+    if inventory.backlog.get("github"):
+        announce = github_announcer(inventory, "github:" + str(inventory.backlog["github"]))
+    release = (lambda number, host: announce(number, host, False)) if announce else None
+    with keeper:
+        target = recall_target(read_claims(keeper, store), store, inventory, issue, force=force)
+        names = [target.assignment.host] if target.assignment.host in {
+            h.name for h in inventory.hosts} else []
+        fleet = fleet_of(inventory, names, timeout=timeout)
+        keeper.fleet = fleet
+        with fleet:
+            if force:
+                forced = plan_force(target, fleet, store, stale_after(inventory))
+                _recall_change(issue, target.assignment.host, forced.to_json(), forced.steps,
+                               forced.notes, lambda: apply_force(forced, keeper, store, release),
+                               refuses=forced.refusal is not None,
+                               applicable=forced.refusal is None, apply=apply, yes=yes,
+                               json_out=json_out)
+            discard = Discard(ignored=discard_ignored, nested=discard_nested)
+            plan = plan_recall(fleet, target.assignment, discard)
+            _recall_change(issue, target.assignment.host, plan.to_json(), plan.steps, plan.notes,
+                           lambda: apply_recall(target, fleet, store, keeper, discard, release),
+                           refuses=plan.refuses, apply=apply, yes=yes, json_out=json_out)
+
+
+def _recall_change(issue: int, host: str, plan_json: dict[str, Any], steps: list[str],
+                   notes: list[str], carry_out: Callable[[], RecallOutcome], *, refuses: bool,
+                   apply: bool, yes: bool, json_out: bool, applicable: bool = True) -> None:
+    plan_then_apply(Change(
+        plan_json=plan_json,
+        show_plan=lambda: _echo_lines([f"Recall plan for #{issue} on {host}:",
+                                       *(f"  {n}. {step}" for n, step in enumerate(steps, 1)),
+                                       *(f"  note: {note}" for note in notes)]),
+        carry_out=carry_out,
+        outcome_json=lambda out: {**plan_json, "stopped": out.stopped, "removed": out.removed,
+                                  "message": out.message},
+        show_outcome=lambda out: typer.echo(
+            f"#{issue} {host}: {'ok' if out.ok else 'failed'} — {out.message}"),
+        exit_code=lambda out: ExitCode.OK if out.ok else ExitCode.FAILED,
+        refuses=refuses, applicable=applicable, question="Recall this agent?",
+        plan_only_note="Plan only: nothing changed. Run again with --apply to recall.",
+    ), apply=apply, yes=yes, json_out=json_out)

@@ -31,6 +31,7 @@ class RunFacts:
     last_activity: int | None  # unix time: the latest of the last commit and the log's last write
     condition: str = "unknown"
     exit_status: int | None = None
+    host_now: int | None = None  # the host's clock when it looked (compared with its own times)
 
 
 def condition_of(alive: bool, ahead: int | None, pane_tail: str, log_tail: str) -> str:
@@ -56,6 +57,7 @@ def look(host: Host, inventory: Inventory,
         error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot look at runs: {error}", result)
     facts: dict[int, RunFacts] = {}
+    now = key_values(result.stdout).get("now", "")
     for values in records(result.stdout, "run"):
         times = [int(values[k]) for k in ("last_commit", "log_time") if values.get(k)]
         alive = values.get("alive") == "yes"
@@ -69,6 +71,7 @@ def look(host: Host, inventory: Inventory,
             condition=condition_of(alive, ahead, values.get("pane_tail", ""),
                                    values.get("log_tail", "")),
             exit_status=int(values["exit_status"]) if values.get("exit_status") else None,
+            host_now=int(now) if now.isdigit() else None,
         )
     return facts
 

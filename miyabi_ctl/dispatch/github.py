@@ -318,3 +318,73 @@ def load_github_issues(source: GitHubSource) -> list[Issue]:
         issues[number] = issue_from_json(doc)
     return [replace(issue, parent=parents.get(number), tracking=number in tracking)
             for number, issue in sorted(issues.items())]
+
+
+# --------------------------------------------------------------------------------------------
+# Writing: the assignment shown where people look (a label ``miyabi:<host>`` on the issue)
+
+
+def assignment_label(host: str) -> str:
+    return f"miyabi:{host}"
+
+
+def _send(source: GitHubSource, method: str, path: str, doc: Any | None = None,
+          timeout: float = 20.0) -> int:
+    """One write request; its HTTP status (errors included), or raise BacklogError if GitHub
+    cannot be reached. No token: nothing is sent (GitHub refuses anonymous writes anyway)."""
+    client = GitHubClient(source, timeout)
+    data = None if doc is None else json.dumps(doc).encode("utf-8")
+    request = urllib.request.Request(client.repo_url(path), data=data, method=method, headers={
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": "miyabi-ctl",
+        "Authorization": f"Bearer {source.token}",
+        **({"Content-Type": "application/json"} if data is not None else {}),
+    })
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BacklogError(f"cannot reach {client.base}: {reason}") from None
+
+
+def label_assignment(source: GitHubSource, number: int, host: str, *, add: bool) -> str | None:
+    """Add (or remove) the label ``miyabi:<host>`` on issue ``number``.
+
+    A note when it could not be done — a read-only token gets 403 (or 404), which is expected:
+    the claim on the remote is what counts, the label only shows it. None when done, or when
+    there is no token (nothing is tried)."""
+    if not source.token:
+        return None
+    label = assignment_label(host)
+    try:
+        if add:
+            status = _send(source, "POST", f"/issues/{number}/labels", {"labels": [label]})
+        else:
+            status = _send(source, "DELETE", f"/issues/{number}/labels/"
+                                             f"{urllib.parse.quote(label, safe='')}")
+    except BacklogError as exc:
+        return f"GitHub label {label} not {'set' if add else 'removed'}: {exc}"
+    if 200 <= status < 300 or (not add and status == 404):  # 404 on removal: already gone
+        return None
+    hint = " (the token may be read-only)" if status in (403, 404) else ""
+    return f"GitHub label {label} not {'set' if add else 'removed'}: HTTP {status}{hint}"
+
+
+def closed_issues(source: GitHubSource, numbers: list[int]) -> set[int]:
+    """Which of these issues (claimed, but not among the open ones) are closed: one request each.
+    An issue that cannot be read is left out (its claim stays)."""
+    client = GitHubClient(source)
+    closed = set()
+    for number in numbers:
+        try:
+            doc = client.issue(number)
+        except BacklogError:
+            continue
+        if doc is not None and doc.get("state") == "closed":
+            closed.add(number)
+    return closed

@@ -1,22 +1,31 @@
-"""``recall``: stop an issue's agent, back its worktree up (pushed, verified), remove the worktree.
+"""``recall``: stop an issue's agent, back its worktree up (pushed, verified), remove the worktree,
+release the issue's claim on the remote. ``recall --force``: release the claim of a host that
+cannot be reached, touching no host.
 
 ``plan_recall`` is read-only (the backup is planned in a throw-away object directory, the
 worktree inspected); ``apply_recall`` does it under the host's lock, and re-checks first.
+Any controller can recall any assignment: the target comes from the claims, not the cache.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from miyabi_ctl import audit
+from miyabi_ctl.dispatch.claims import Claim, ClaimBoard, ClaimKeeper
 from miyabi_ctl.dispatch.store import Assignment, RunStore
 from miyabi_ctl.dispatch.worktree import Leftovers
-from miyabi_ctl.errors import Refused
+from miyabi_ctl.errors import HostError, Refused
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.phase0.backup import BackupPlan, backup_tree, plan_backup
 from miyabi_ctl.phase0.locks import host_lock
+
+# Told when a claim is released (e.g. removes the issue's GitHub label): a note if that failed.
+Release = Callable[[int, str], str | None]
 
 
 class RecallRefused(Refused):
@@ -33,13 +42,36 @@ class RecallOutcome:
     message: str = ""
 
 
-def recall_target(store: RunStore, inventory: Inventory, issue: int) -> Assignment:
-    assignment = store.active_for(issue)
-    if assignment is None:
-        raise RecallRefused(f"issue #{issue} has no active assignment (see `miyabi-ctl runs`)")
+@dataclass(frozen=True)
+class RecallTarget:
+    """The assignment to recall (ours from the cache, another controller's from its claim)."""
+
+    assignment: Assignment
+    claim: Claim | None  # None: an assignment made before claims existed
+
+
+def recall_target(board: ClaimBoard, store: RunStore, inventory: Inventory, issue: int, *,
+                  force: bool = False) -> RecallTarget:
+    """What ``recall ISSUE`` acts on: the issue's claim on the remote, whoever made it."""
+    board.require()
+    claim = board.claims.get(issue)
+    if claim is not None:
+        assignment = store.by_claim(claim.oid) or claim.as_assignment()
+    else:
+        legacy = store.active_for(issue)
+        if legacy is None or legacy.claim or force:
+            raise RecallRefused(f"issue #{issue} has no claim on the remote, nothing to recall "
+                                "(see `miyabi-ctl runs`)")
+        assignment = legacy
+    if force:
+        return RecallTarget(assignment, claim)
+    if claim is not None and claim.malformed:
+        raise RecallRefused(f"issue #{issue} is held by {claim.holder()}; recall --force "
+                            "releases it")
     if assignment.host not in {h.name for h in inventory.hosts}:
-        raise RecallRefused(f"issue #{issue} runs on {assignment.host}, which is not in the fleet")
-    return assignment
+        raise RecallRefused(f"issue #{issue} runs on {assignment.host}, which is not in the "
+                            "fleet; recall --force releases its claim")
+    return RecallTarget(assignment, claim)
 
 
 def backup_label(issue: int) -> str:
@@ -73,7 +105,7 @@ def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str,
         remove = (f"remove the worktree {a.worktree}: REFUSED ({'; '.join(refusals)}); recall "
                   "would stop before anything is changed")
     return [f"stop tmux session {a.session} on {a.host}", backup, remove,
-            f"mark #{a.issue} recalled in the run store"]
+            f"release the claim on #{a.issue} and mark it recalled"]
 
 
 def recall_notes(backup_plan: BackupPlan, leftovers: Leftovers | None,
@@ -85,8 +117,8 @@ def recall_notes(backup_plan: BackupPlan, leftovers: Leftovers | None,
     return notes
 
 
-def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore,
-                 discard: Discard = Discard()) -> RecallOutcome:
+def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: ClaimKeeper,
+                 discard: Discard = Discard(), release: Release | None = None) -> RecallOutcome:
     """Stop the session, back the worktree up (pushed, verified), and only then remove it.
 
     Nested repositories with work and ignored files are in no backup: unless ``discard`` allows
@@ -96,7 +128,7 @@ def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore,
     from miyabi_ctl.dispatch.worktree import WorktreeKept, inspect_worktree, remove_worktree
 
     audit.ensure_writable()
-    a = assignment
+    a = target.assignment
     inventory = fleet.inventory
     host = fleet.host(a.host)
     out = RecallOutcome(a, ok=False)
@@ -131,11 +163,111 @@ def apply_recall(assignment: Assignment, fleet: Fleet, store: RunStore,
                              "ignored": len(found.ignored),
                              "nested": [n.path for n in found.nested]},
                      after={"backup": backup.branch}, discarded=vars(discard))
-    store.end(a.id, "recalled", backup.message)
-    out.ok = True
+    problem = release_claim(target, keeper, [a.host], "recall", release)
+    if a.id:
+        store.end(a.id, "recalled", backup.message)
+    out.ok = problem is None
     out.message = (f"stopped {a.session}" if out.stopped else f"{a.session} was not running")
     out.message += f"; {backup.message}; worktree removed, branch {a.branch} kept"
+    out.message += f"; {problem}" if problem else "; claim released"
     return out
+
+
+def release_claim(target: RecallTarget, keeper: ClaimKeeper, via: list[str], why: str,
+                  release: Release | None = None) -> str | None:
+    """Delete the claim (if it is still the one we read); a note if that could not be done."""
+    if target.claim is None:
+        return None
+    problem = keeper.release(target.claim, via)
+    audit.record(target.assignment.host, "claim.release", result="failed" if problem else "ok",
+                 issue=target.claim.issue, claim=target.claim.oid, reason=why,
+                 **({"error": problem} if problem else {}))
+    if problem is None and release is not None and not target.claim.malformed:
+        note = release(target.claim.issue, target.claim.host)
+        if note:
+            return note
+    return problem
+
+
+# --------------------------------------------------------------------------------------------
+# recall --force: the host is gone, the claim is let go
+
+
+@dataclass
+class ForcePlan:
+    """Releasing a claim whose host cannot be reached; the host is not touched."""
+
+    target: RecallTarget
+    reason: str  # why the host cannot do a normal recall
+    stale: bool
+    refusal: str | None = None  # why --force is refused (the host answers)
+
+    @property
+    def steps(self) -> list[str]:
+        a, c = self.target.assignment, self.target.claim
+        assert c is not None
+        held = c.holder()
+        steps = [f"release the claim on #{a.issue} (held by {held}): {self.reason}"]
+        if self.refusal:
+            steps = [f"release the claim on #{a.issue}: REFUSED ({self.refusal})"]
+        return [*steps, f"{a.host} is not touched: its worktree, branch and session, if any, stay"]
+
+    @property
+    def notes(self) -> list[str]:
+        if self.refusal or self.stale:
+            return []
+        return ["the claim is not stale yet: its host may only be cut off for a moment, and an "
+                "agent there may still be working (see `miyabi-ctl runs`)"]
+
+    def to_json(self) -> dict[str, Any]:
+        a, c = self.target.assignment, self.target.claim
+        return {"issue": a.issue, "host": a.host, "force": True, "claim": c.oid if c else None,
+                "stale": self.stale, "reason": self.reason, "steps": self.steps,
+                "notes": self.notes}
+
+
+def plan_force(target: RecallTarget, fleet: Fleet, store: RunStore, limit: float,
+               now: float | None = None) -> ForcePlan:
+    """Can the claim be let go? Only if its host cannot be asked: a host that answers gets a
+    normal recall, which backs its work up."""
+    from miyabi_ctl.dispatch.agent_run import look
+    from miyabi_ctl.dispatch.run_views import judge_stale
+
+    a, claim = target.assignment, target.claim
+    assert claim is not None
+    now = time.time() if now is None else now
+    if claim.malformed:
+        return ForcePlan(target, "its record cannot be read", stale=True)
+    if a.host not in {h.name for h in fleet.inventory.hosts}:
+        reason = f"{a.host} is not in the fleet"
+    else:
+        try:
+            facts = look(fleet.host(a.host), fleet.inventory,
+                         [(a.issue, a.branch, a.base or "", a.log or "")])
+        except HostError as exc:
+            reason = f"{a.host} cannot be reached: {exc.message}"
+        else:
+            f = facts.get(a.issue)
+            alive = "its session is alive" if f and f.alive else "it answers"
+            return ForcePlan(target, "", stale=False,
+                             refusal=f"{a.host} {alive}: recall without --force backs its "
+                                     "work up first")
+    since = store.sighting(claim.oid, now)
+    stale = judge_stale(alive=None, last_activity=None, host_now=None, unreachable_since=since,
+                        now=now, limit=limit)
+    return ForcePlan(target, reason, stale)
+
+
+def apply_force(plan: ForcePlan, keeper: ClaimKeeper, store: RunStore,
+                release: Release | None = None) -> RecallOutcome:
+    audit.ensure_writable()
+    a = plan.target.assignment
+    others = [n for n in keeper.order() if n != a.host]
+    problem = release_claim(plan.target, keeper, others, "recall --force", release)
+    if problem is None and a.id:
+        store.end(a.id, "released", f"recall --force: {plan.reason}")
+    return RecallOutcome(a, ok=problem is None,
+                         message=problem or f"claim released ({plan.reason}); {a.host} untouched")
 
 
 @dataclass

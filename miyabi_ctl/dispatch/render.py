@@ -12,7 +12,8 @@ from rich.table import Table
 
 from miyabi_ctl.dispatch.graph import IssueState
 from miyabi_ctl.dispatch.placement import HostFigures, Plan
-from miyabi_ctl.dispatch.service import ApplyReport, RunView
+from miyabi_ctl.dispatch.run_views import RunView
+from miyabi_ctl.dispatch.service import ApplyReport
 from miyabi_ctl.tables import ago, make_table
 
 # -- issues ---------------------------------------------------------------------------------------
@@ -132,6 +133,9 @@ def run_json(view: RunView) -> dict[str, Any]:
         "last_activity": view.last_activity, "merged": view.merged,
         "issue_closed": view.issue_closed, "done": view.done, "error": view.error,
         "condition": view.condition, "exit_status": view.exit_status,
+        "claim": view.claim.oid if view.claim else None,
+        "controller": view.claim.controller_name if view.claim else None,
+        "stale": view.stale,
     }
 
 
@@ -153,7 +157,8 @@ def runs_table(views: list[RunView], *, plain: bool = False, now: float | None =
                 session += f" (exit {v.exit_status})"
         activity = "-" if v.last_activity is None else ago(now - v.last_activity)
         done = "merged" if v.merged else "issue closed" if v.issue_closed else "no"
-        table.add_row(str(a.issue), a.host, a.state, session, _num(v.ahead), activity, done,
+        state = f"{a.state}, STALE" if v.stale else a.state
+        table.add_row(str(a.issue), a.host, state, session, _num(v.ahead), activity, done,
                       a.branch, a.worktree)
     return table
 

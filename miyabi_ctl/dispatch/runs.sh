@@ -3,6 +3,7 @@
 # session, the last non-blank line of its pane (`pane_tail`) and of its log (`log_tail`), printable
 # characters only, so the controller can tell a session that waits for an answer; for an ended one
 # the agent's exit status as run.sh logged it (`exit_status`).
+# Last, `now=`: the host's clock, so the controller compares the host's times only with each other.
 use_login_path
 expand_home "$1"; repo=$expanded
 remote=$2 main=$3
@@ -47,3 +48,4 @@ while [ $# -ge 4 ]; do
     "log_tail=$log_tail" "exit_status=$exit_status"
 done
 echo "tmux=$have_tmux"
+echo "now=$(date +%s)"

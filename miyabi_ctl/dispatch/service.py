@@ -1,19 +1,30 @@
 """Dispatch as steps: see the fleet, plan the placement, apply it host by host; and the
 follow-ups — look at runs, recall one.
 
-Planning has no side effects (one probe per host, then ``placement.place``). Applying takes each
-host's lock, claims the issue in the run store *before* launching (so a concurrent dispatch cannot
-launch it twice), launches, and records every step in the audit log. One host failing is reported
-and the others go on.
+Planning has no side effects (one probe per host, one read of the claims on the remote, then
+``placement.place``). Applying takes each host's lock, takes the issue's claim on the remote
+*before* launching (of two controllers racing for it, only the one that wins the swap launches),
+launches, releases the claim if the launch fails, and records every step in the audit log. One
+host failing is reported and the others go on. The run store is this controller's cache.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.dispatch.claims import (
+    Claim,
+    ClaimBoard,
+    ClaimHeld,
+    ClaimKeeper,
+    ClaimsUnavailable,
+    controller_id,
+    new_claim,
+)
 from miyabi_ctl.dispatch.graph import Graph
 from miyabi_ctl.dispatch.launch import Launched, branch_name, launch, session_name, worktree_path
 from miyabi_ctl.dispatch.placement import Candidate, HostFigures, Placement, Plan, consider, place
@@ -24,6 +35,9 @@ from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.phase0.locks import host_lock
 from miyabi_ctl.status.collect import collect_status
 
+if TYPE_CHECKING:
+    from miyabi_ctl.dispatch.github import GitHubSource
+
 # Exclusions `assign --force` may override: they are about capacity, not about safety.
 FORCEABLE = ("tags", "slots", "no-max")
 
@@ -32,21 +46,76 @@ def default_agent(inventory: Inventory) -> str:
     return str(inventory.dispatch.get("agent") or "claude")
 
 
-def see_hosts(fleet: Fleet, store: RunStore) -> list[HostFigures]:
-    """One probe per host, combined with the store's running assignments."""
+# Announces an assignment where people look (a GitHub label): (issue, host, added?) -> a note
+# when it could not be done, else None.
+Announce = Callable[[int, str, bool], str | None]
+
+
+def read_claims(keeper: ClaimKeeper, store: RunStore, prefer: list[str] | None = None
+                ) -> ClaimBoard:
+    """Every claim on the remote (one fetch through one host); the cache catches up with it."""
+    board = keeper.read(prefer or [])
+    if board.readable:
+        store.reconcile({n: c.oid for n, c in board.claims.items()}, board.read_at)
+    return board
+
+
+def active_assignments(board: ClaimBoard, store: RunStore) -> list[Assignment]:
+    """Every controller's assignments (the claims); our cache's when they could not be read.
+    Assignments made before claims existed (no claim recorded) come from the cache either way."""
+    legacy = [a for a in store.active() if not a.claim]
+    if not board.readable:
+        return store.active()
+    return board.assignments() + [a for a in legacy if a.issue not in board.claims]
+
+
+def assigned_map(board: ClaimBoard, store: RunStore) -> dict[int, str]:
+    found = {a.issue: f"{a.host} ({a.session})" for a in active_assignments(board, store)}
+    if board.readable:
+        found.update(board.assigned())
+    return found
+
+
+def github_source(inventory: Inventory) -> GitHubSource:
+    from miyabi_ctl.dispatch.github import DEFAULT_API, GitHubSource, resolve_token
+
+    settings = inventory.backlog
+    return GitHubSource(settings["github"], settings.get("api_url") or DEFAULT_API,
+                        resolve_token(settings.get("token_env")))
+
+
+def github_announcer(inventory: Inventory, source: str) -> Announce | None:
+    """With a GitHub backlog, label the issue ``miyabi:<host>`` while it is claimed."""
+    if not source.startswith("github:"):
+        return None
+    from miyabi_ctl.dispatch.github import label_assignment
+
+    github = github_source(inventory)
+    return lambda number, host, add: label_assignment(github, number, host, add=add)
+
+
+@dataclass
+class FleetView:
+    """What planning sees: each host's figures, and the claims."""
+
+    figures: list[HostFigures]
+    board: ClaimBoard
+
+
+def see_hosts(fleet: Fleet, store: RunStore, keeper: ClaimKeeper) -> FleetView:
+    """One probe per host, then the claims (read through a host that answered), combined."""
     from miyabi_ctl.dispatch.placement import figures_from_status
 
     status = collect_status(fleet)
-    return figures_from_status(status.hosts, store.active())
+    board = read_claims(keeper, store, [h.name for h in status.hosts if h.reachable])
+    running = active_assignments(board, store)
+    return FleetView(figures_from_status(status.hosts, running), board)
 
 
-def assigned_map(store: RunStore) -> dict[int, str]:
-    return {a.issue: f"{a.host} ({a.session})" for a in store.active()}
-
-
-def plan_dispatch(graph: Graph, figures: list[HostFigures], store: RunStore, *, agent: str,
+def plan_dispatch(graph: Graph, view: FleetView, store: RunStore, *, agent: str,
                   max_new: int | None = None) -> Plan:
-    return place(graph.states(assigned_map(store)), figures, agent=agent, max_new=max_new)
+    return place(graph.states(assigned_map(view.board, store)), view.figures, agent=agent,
+                 max_new=max_new)
 
 
 class AssignRefused(Refused):
@@ -63,15 +132,15 @@ class AssignPlan:
         return {"assignments": [self.placement.to_json()], "unplaced": []}
 
 
-def plan_assign(graph: Graph, figures: list[HostFigures], store: RunStore, *, issue: int,
+def plan_assign(graph: Graph, view: FleetView, store: RunStore, *, issue: int,
                 host: str, agent: str, force: bool) -> AssignPlan:
     """The same checks as dispatch for one issue on one host; --force skips tags and slots."""
     if issue not in graph.issues:
         raise AssignRefused(f"issue #{issue} is not in the backlog")
-    state = graph.state(issue, assigned_map(store))
+    state = graph.state(issue, assigned_map(view.board, store))
     if state.status != "ready":
         raise AssignRefused(f"issue #{issue} is not ready: {state.describe()}")
-    figure = next(f for f in figures if f.name == host)
+    figure = next(f for f in view.figures if f.name == host)
     candidate = consider(figure, state.issue.needs, 0)
     forced = None
     if not candidate.eligible:
@@ -105,20 +174,54 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.result == "ok" for r in self.results)
+        return all(r.result in ("ok", "released") for r in self.results)
 
     def exit_code(self) -> int:
         """0 all launched; 75 when only locked hosts failed; 1 otherwise."""
-        failed = [r for r in self.results if r.result != "ok"]
+        failed = [r for r in self.results if r.result not in ("ok", "released")]
         if not failed:
             return ExitCode.OK
         return ExitCode.LOCKED if all(r.locked for r in failed) else ExitCode.FAILED
 
 
+def done_claims(board: ClaimBoard, graph: Graph, inventory: Inventory, source: str
+                ) -> list[Claim]:
+    """Claims whose issue is closed: that run is done, its claim can go. A GitHub backlog holds
+    only open issues (and those they reference): a claimed issue missing from it is asked for."""
+    done = {n for n in board.claims if n in graph.issues and graph.issues[n].done}
+    missing = sorted(n for n in board.claims if n not in graph.issues)
+    if missing and source.startswith("github:"):
+        from miyabi_ctl.dispatch.github import closed_issues
+
+        done |= closed_issues(github_source(inventory), missing)
+    return [board.claims[n] for n in sorted(done)]
+
+
+def release_done(claims: list[Claim], keeper: ClaimKeeper, store: RunStore,
+                 announce: Announce | None = None) -> list[Applied]:
+    """Release the claims of closed issues (the worktree, branch and session stay)."""
+    results = []
+    for claim in claims:
+        problem = _release(keeper, claim, claim.host, "issue closed")
+        mine = store.by_claim(claim.oid)
+        if problem is None and mine is not None:
+            store.end(mine.id, "released", "the issue was closed")
+        if problem is None and announce is not None and not claim.malformed:
+            problem = announce(claim.issue, claim.host, False)
+        results.append(Applied(claim.issue, claim.host, "failed" if problem else "released",
+                               problem or "claim released: the issue is closed"))
+    return results
+
+
 def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: RunStore,
-               *, action: str = "dispatch") -> ApplyReport:
-    """Launch every placement, hosts in parallel, each host's placements in order under its lock."""
+               keeper: ClaimKeeper, *, action: str = "dispatch",
+               announce: Announce | None = None, done: list[Claim] | None = None
+               ) -> ApplyReport:
+    """Release the claims of closed issues (``done``), then launch every placement, hosts in
+    parallel, each host's placements in order under its lock."""
     audit.ensure_writable()
+    me = controller_id()
+    released = release_done(done or [], keeper, store, announce)
     by_host: dict[str, list[Placement]] = {}
     for placement in placements:
         by_host.setdefault(placement.host, []).append(placement)
@@ -128,15 +231,21 @@ def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: R
         if not mine:
             return []
         repo_path = host.spec.repo_path_or(fleet.inventory.repo)
+        done: list[Applied] = []
         try:
             with host_lock(host, repo_path, action):
-                return [_launch_one(host, p, graph, fleet.inventory, store, action) for p in mine]
-        except MiyabiError as exc:  # lock held, host gone: every placement here fails alike
+                for p in mine:
+                    done.append(_launch_one(host, p, graph, fleet.inventory, store, keeper, me,
+                                            action, announce))
+            return done
+        except MiyabiError as exc:  # lock held, host gone: the placements not yet tried fail
             message = exc.message if isinstance(exc, HostError) else str(exc)
-            for p in mine:
+            rest = mine[len(done):]  # (a host that died mid-launch also fails the lock release)
+            for p in rest:
                 audit.record(host.name, action, result="failed", error=message, issue=p.issue)
             locked = isinstance(exc, HostLocked)
-            return [Applied(p.issue, host.name, "failed", message, locked=locked) for p in mine]
+            return done + [Applied(p.issue, host.name, "failed", message, locked=locked)
+                           for p in rest]
 
     outcomes = fleet.map(on_host, deadline_s=30 + 150 * max((len(v) for v in by_host.values()),
                                                             default=1))
@@ -149,99 +258,72 @@ def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: R
             report.results += outcome.value or []
     order = {p.issue: i for i, p in enumerate(placements)}
     report.results.sort(key=lambda r: order.get(r.issue, 0))
+    report.results[:0] = released
     return report
 
 
 def _launch_one(host: Host, placement: Placement, graph: Graph, inventory: Inventory,
-                store: RunStore, action: str) -> Applied:
+                store: RunStore, keeper: ClaimKeeper, me: str, action: str,
+                announce: Announce | None) -> Applied:
+    """Claim on the remote, then launch; the loser of the claim does not launch."""
     issue = graph.issues[placement.issue]
+    wanted = new_claim(issue=issue.number, title=issue.title, host=host.name,
+                       agent=placement.agent, branch=branch_name(issue.number),
+                       session=session_name(issue.number),
+                       worktree=worktree_path(inventory, issue.number), controller=me)
     try:
-        claim = store.claim(issue=issue.number, title=issue.title, host=host.name,
-                            agent=placement.agent, worktree=worktree_path(inventory, issue.number),
-                            branch=branch_name(issue.number), session=session_name(issue.number))
-    except AlreadyAssigned as exc:
+        held = keeper.take(wanted, via=host.name)
+    except ClaimHeld as exc:
         audit.record(host.name, action, result="skipped", error=str(exc), issue=issue.number)
-        return Applied(issue.number, host.name, "skipped", str(exc))
+        return Applied(issue.number, host.name, "skipped", f"not launched: {exc}")
+    except ClaimsUnavailable as exc:
+        audit.record(host.name, action, result="failed", error=str(exc), issue=issue.number)
+        return Applied(issue.number, host.name, "failed", f"not launched: {exc}")
+    try:
+        row = store.claim(issue=issue.number, title=issue.title, host=host.name,
+                          agent=placement.agent, worktree=wanted.worktree, branch=wanted.branch,
+                          session=wanted.session, claim=held.oid)
+    except AlreadyAssigned as exc:  # this controller's own cache disagrees: do not launch
+        problem = _release(keeper, held, host.name, action)
+        message = str(exc) + (f"; {problem}" if problem else "")
+        audit.record(host.name, action, result="skipped", error=message, issue=issue.number)
+        return Applied(issue.number, host.name, "skipped", message)
     try:
         launched = launch(host, inventory, issue=issue.number, title=issue.title, body=issue.body,
                           agent=placement.agent)
     except MiyabiError as exc:
         message = exc.message if isinstance(exc, HostError) else str(exc)
-        store.end(claim.id, "failed", message)
+        problem = _release(keeper, held, host.name, action)
+        message += f"; {problem}" if problem else "; claim released"
+        store.end(row.id, "failed", message)
         audit.record(host.name, action, result="failed", error=message, issue=issue.number,
                      agent=placement.agent)
         return Applied(issue.number, host.name, "failed", message)
-    store.mark_running(claim.id, worktree=launched.worktree, base=launched.base, log=launched.log)
+    running = replace(held, state="running", worktree=launched.worktree, base=launched.base,
+                      log=launched.log)
+    updated = keeper.update(held, running, via=host.name)
+    notes = [] if isinstance(updated, Claim) else [f"claim not updated: {updated}"]
+    store.mark_running(row.id, worktree=launched.worktree, base=launched.base, log=launched.log,
+                       claim=updated.oid if isinstance(updated, Claim) else None)
+    if announce is not None:
+        note = announce(issue.number, host.name, True)
+        if note:
+            notes.append(note)
     audit.record(host.name, action, result="ok", issue=issue.number, agent=placement.agent,
                  reason=placement.reason,
                  after={"worktree": launched.worktree, "branch": launched.branch,
                         "session": launched.session, "base": launched.base,
-                        "worktree_action": launched.worktree_action})
-    return Applied(issue.number, host.name, "ok", f"{launched.session} in {launched.worktree}",
-                   launched)
+                        "worktree_action": launched.worktree_action,
+                        "claim": updated.oid if isinstance(updated, Claim) else held.oid},
+                 **({"notes": notes} if notes else {}))
+    message = f"{launched.session} in {launched.worktree}"
+    return Applied(issue.number, host.name, "ok",
+                   message + "".join(f"; {n}" for n in notes), launched)
 
 
-# --------------------------------------------------------------------------------------------
-# Runs
-
-
-@dataclass(frozen=True)
-class RunView:
-    """One assignment as `runs` shows it."""
-
-    assignment: Assignment
-    alive: bool | None = None  # None: not looked at (ended) or the host could not be reached
-    ahead: int | None = None
-    merged: bool = False
-    issue_closed: bool = False
-    last_activity: int | None = None
-    error: str | None = None
-    condition: str | None = None  # agent_run.condition_of, for a run looked at; else None
-    exit_status: int | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.merged or self.issue_closed
-
-
-def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None, *,
-                 forks: int | None = None, timeout: float | None = None) -> list[RunView]:
-    """Every assignment; the active ones looked at on their hosts, one round trip per host."""
-    from miyabi_ctl.dispatch.agent_run import RunFacts, look
-
-    assignments = store.all()
-    active = [a for a in assignments if a.active]
-    known = {h.name for h in inventory.hosts}
-    names = sorted({a.host for a in active if a.host in known})
-    facts: dict[int, RunFacts] = {}
-    errors: dict[str, str] = {}
-    if names:
-        with Fleet(inventory, names, forks=forks, connect_timeout=timeout) as fleet:
-            def on_host(host: Host) -> dict[int, RunFacts]:
-                mine = [(a.issue, a.branch, a.base or "", a.log or "")
-                        for a in active if a.host == host.name]
-                return look(host, inventory, mine)
-
-            for outcome in fleet.map(on_host):
-                if outcome.error is not None:
-                    errors[outcome.host] = outcome.error.message
-                else:
-                    facts.update(outcome.value or {})
-    views = []
-    for a in assignments:
-        closed = bool(graph and a.issue in graph.issues and graph.issues[a.issue].done)
-        if not a.active:
-            views.append(RunView(a, issue_closed=closed))
-        elif a.host not in known:
-            views.append(RunView(a, issue_closed=closed, error=f"host {a.host} is not in the fleet"))
-        elif a.host in errors:
-            views.append(RunView(a, issue_closed=closed, error=errors[a.host]))
-        else:
-            f = facts.get(a.issue)
-            if f is None:
-                views.append(RunView(a, issue_closed=closed, error="no answer for this run"))
-            else:
-                views.append(RunView(a, alive=f.alive, ahead=f.ahead, merged=f.merged,
-                                     issue_closed=closed, last_activity=f.last_activity,
-                                     condition=f.condition, exit_status=f.exit_status))
-    return views
+def _release(keeper: ClaimKeeper, held: Claim, host: str, action: str) -> str | None:
+    """Give the claim back (through ``host``, else another host); a note if that failed."""
+    problem = keeper.release(held, [host])
+    audit.record(host, "claim.release", result="failed" if problem else "ok", issue=held.issue,
+                 claim=held.oid, reason=action, **({"error": problem} if problem else {}))
+    return problem

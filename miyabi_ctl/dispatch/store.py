@@ -1,10 +1,13 @@
-"""The controller's memory of what it dispatched: one SQLite table of assignments.
+"""This controller's cache of what it dispatched: one SQLite table of assignments.
 
-An assignment is one issue given to one host: its worktree, branch, tmux session, when it
-started, and its state — ``launching`` (claimed, agent starting), ``running`` (launched),
-``failed`` (the launch did not succeed) or ``recalled``. At most one assignment per issue is
-*active* (launching or running); a unique index enforces it, so two dispatches racing for the same
-issue cannot both claim it. The store lives in ``state_dir()/runs.sqlite``.
+The authority on who works on what is the claims on the repository's remote (``claims``); this
+store only remembers what this controller launched, for its history, logs and notes. An assignment
+is one issue given to one host: its worktree, branch, tmux session, the claim object it holds,
+when it started, and its state — ``launching`` (claimed, agent starting), ``running``
+(launched), ``failed`` (the launch did not succeed), ``recalled``, or ``released`` (its claim
+left the remote without this controller: recalled elsewhere, cleared by hand). ``reconcile``
+brings the cache in line with a fresh read of the claims, so a controller that was offline
+catches up on its next command. The store lives in ``state_dir()/runs.sqlite``.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from miyabi_ctl.errors import MiyabiError
 from miyabi_ctl.state import state_dir
 
 ACTIVE = ("launching", "running")
+ENDED = ("failed", "recalled", "released")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignments (
@@ -36,7 +40,12 @@ CREATE TABLE IF NOT EXISTS assignments (
     started  TEXT NOT NULL,
     state    TEXT NOT NULL,
     ended    TEXT,
-    note     TEXT
+    note     TEXT,
+    claim    TEXT
+);
+CREATE TABLE IF NOT EXISTS unreachable (
+    claim    TEXT PRIMARY KEY,
+    since    REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_assignment_per_issue
     ON assignments(issue) WHERE state IN ('launching', 'running');
@@ -65,6 +74,7 @@ class Assignment:
     state: str
     ended: str | None
     note: str | None
+    claim: str | None = None  # the claim object on the remote this assignment holds
 
     @property
     def active(self) -> bool:
@@ -86,6 +96,9 @@ class RunStore:
         self.path = path or store_path()
         with self._db() as db:
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(assignments)")}
+            if "claim" not in columns:  # a store made before claims existed
+                db.execute("ALTER TABLE assignments ADD COLUMN claim TEXT")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -98,14 +111,14 @@ class RunStore:
             db.close()
 
     def claim(self, *, issue: int, title: str, host: str, agent: str, worktree: str,
-              branch: str, session: str) -> Assignment:
+              branch: str, session: str, claim: str | None = None) -> Assignment:
         """Record a new active assignment, or raise AlreadyAssigned if the issue has one."""
         try:
             with self._db() as db:
                 cursor = db.execute(
                     "INSERT INTO assignments (issue, title, host, agent, worktree, branch, session,"
-                    " started, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'launching')",
-                    (issue, title, host, agent, worktree, branch, session, _now()))
+                    " started, state, claim) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'launching', ?)",
+                    (issue, title, host, agent, worktree, branch, session, _now(), claim))
                 row_id = cursor.lastrowid
         except sqlite3.IntegrityError:
             current = self.active_for(issue)
@@ -115,15 +128,16 @@ class RunStore:
         return self.get(row_id)
 
     def mark_running(self, row_id: int, *, worktree: str, base: str | None,
-                     log: str | None) -> Assignment:
+                     log: str | None, claim: str | None = None) -> Assignment:
         with self._db() as db:
-            db.execute("UPDATE assignments SET state = 'running', worktree = ?, base = ?, log = ?"
-                       " WHERE id = ?", (worktree, base, log, row_id))
+            db.execute("UPDATE assignments SET state = 'running', worktree = ?, base = ?, log = ?,"
+                       " claim = COALESCE(?, claim) WHERE id = ?",
+                       (worktree, base, log, claim, row_id))
         return self.get(row_id)
 
     def end(self, row_id: int, state: str, note: str | None = None) -> Assignment:
         """Close an assignment as ``failed`` or ``recalled``; the issue becomes free again."""
-        if state in ACTIVE:
+        if state not in ENDED:
             raise ValueError(f"{state!r} is not an end state")
         with self._db() as db:
             db.execute("UPDATE assignments SET state = ?, ended = ?, note = ? WHERE id = ?",
@@ -147,3 +161,47 @@ class RunStore:
 
     def active_for(self, issue: int) -> Assignment | None:
         return next((a for a in self.active() if a.issue == issue), None)
+
+    def by_claim(self, oid: str) -> Assignment | None:
+        """Our assignment holding claim object ``oid``, if this controller made it."""
+        return next((a for a in self.active() if a.claim == oid), None)
+
+    def reconcile(self, held: dict[int, str], read_at: datetime | None = None
+                  ) -> list[Assignment]:
+        """Bring the cache in line with the remote (``held``: issue → claim object, as read from
+        ``read_at`` on this controller's clock).
+
+        An active assignment of ours whose claim is no longer on the remote was recalled through
+        another controller or cleared by hand: it ends as ``released``. Left alone: assignments
+        made before claims existed (no claim recorded), and those started since the read began
+        (by a concurrent command of this controller: the read could not see their claim yet).
+        Returns those ended."""
+        cutoff = (read_at - timedelta(seconds=1)).isoformat(timespec="seconds") if read_at else None
+        ended = []
+        for a in self.active():
+            if cutoff is not None and a.started >= cutoff:
+                continue
+            if a.claim and held.get(a.issue) != a.claim:
+                ended.append(self.end(a.id, "released", "its claim is no longer on the remote "
+                                      "(recalled from another controller, or cleared by hand)"))
+        return ended
+
+    def unreachable_since(self, claims: set[str], now: float) -> dict[str, float]:
+        """When this controller first saw each claim's host unreachable (its own clock only);
+        sightings of other claims are forgotten (their hosts answered again, or they ended)."""
+        with self._db() as db:
+            db.executemany("INSERT OR IGNORE INTO unreachable (claim, since) VALUES (?, ?)",
+                           [(c, now) for c in claims])
+            rows = db.execute("SELECT claim, since FROM unreachable").fetchall()
+            gone = [(r["claim"],) for r in rows if r["claim"] not in claims]
+            db.executemany("DELETE FROM unreachable WHERE claim = ?", gone)
+        return {r["claim"]: r["since"] for r in rows if r["claim"] in claims}
+
+    def sighting(self, claim: str, now: float) -> float:
+        """When this controller first saw ``claim``'s host unreachable (now, if this is the first
+        time); the other sightings are kept."""
+        with self._db() as db:
+            db.execute("INSERT OR IGNORE INTO unreachable (claim, since) VALUES (?, ?)",
+                       (claim, now))
+            row = db.execute("SELECT since FROM unreachable WHERE claim = ?", (claim,)).fetchone()
+        return float(row["since"])

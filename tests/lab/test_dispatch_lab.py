@@ -287,12 +287,14 @@ def test_recall_backs_up_then_removes_the_worktree(lab: Lab, tmp_path: Path) -> 
         f"  2. back up the uncommitted work in {wt} (1 added, 0 modified, 0 deleted) to "
         f"backup/issue-8101-{date.today():%Y-%m-%d}, push it to origin and verify it",
         f"  3. remove the worktree {wt} (branch issue/8101 and its commits stay)",
-        "  4. mark #8101 recalled in the run store"]
+        "  4. release the claim on #8101 and mark it recalled"]
     assert host.sh("tmux has-session -t =miyabi-8101", check=False).returncode == 0  # plan only
 
     proc = cli("recall", "8101", "--apply", "--yes", *args, state=tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "#8101 dp-recall: ok — stopped miyabi-8101; backed up and verified" in proc.stdout
+    assert proc.stdout.rstrip().endswith("; claim released")
+    assert "refs/miyabi/claims/8101" not in host.sh(f"git --git-dir {lab.origin} for-each-ref").stdout
     assert host.sh("tmux has-session -t =miyabi-8101", check=False).returncode != 0
     assert not (host.home / ".miyabi/worktrees/issue-8101").exists()
     # The half-way file is on the pushed backup branch, on top of the agent's commit.
@@ -306,7 +308,8 @@ def test_recall_backs_up_then_removes_the_worktree(lab: Lab, tmp_path: Path) -> 
     assert issues["issues"][0]["state"] == "ready"
     actions = [e["action"] for e in map(json.loads, (tmp_path / "audit.jsonl").read_text()
                                         .splitlines())]
-    assert actions == ["dispatch", "recall.stop", "backup.create", "backup.push", "recall.remove"]
+    assert actions == ["dispatch", "recall.stop", "backup.create", "backup.push", "recall.remove",
+                       "claim.release"]
     assert cli("recall", "8101", *args, state=tmp_path).returncode == 1  # nothing left to recall
 
 
