@@ -37,7 +37,9 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="With --apply: do not ask
 def make_console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False)
+    # markup=False: issue titles, branch names, paths and remote errors are shown verbatim
+    # (`[docs] Update README`, git's `! [rejected]`), never read as rich markup.
+    console = Console(stderr=stderr, highlight=False, markup=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 1000  # piped or redirected: one line per host, never folded
     return console
@@ -50,15 +52,23 @@ def fleet_of(inventory: Inventory, hosts: list[str] | None, *, forks: int | None
     return Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
 
 
+NO_FLEET_FILE = ("no fleet.yaml found (--fleet PATH, $MIYABI_FLEET, ./fleet.yaml, "
+                 "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml)")
+
+
 def open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | None = None,
-                timeout: float | None = None, quiet: bool = False) -> tuple[Inventory, Fleet]:
+               timeout: float | None = None, quiet: bool = False,
+               require_file: bool = False) -> tuple[Inventory, Fleet]:
+    """The inventory and a Fleet of the named hosts. ``require_file``: no local-only fallback
+    (`check`: a monitoring job must say which fleet it watches)."""
     from miyabi_ctl.inventory import load_inventory
 
     inventory = load_inventory(fleet_path)
+    if inventory.implicit and require_file:
+        raise UsageError(f"{NO_FLEET_FILE}; name one with --fleet PATH")
     if inventory.implicit and not quiet:
-        make_console(stderr=True).print(
-            "[dim]No fleet.yaml found (--fleet, $MIYABI_FLEET, ./fleet.yaml, "
-            "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml): showing this machine only.[/dim]")
+        make_console(stderr=True).print(f"{NO_FLEET_FILE}: showing this machine only.",
+                                        style="dim")
     return inventory, fleet_of(inventory, hosts, forks=forks, timeout=timeout)
 
 

@@ -57,7 +57,7 @@ class SSHHost(Host):
     def close(self) -> None:
         with self._lock:
             if self._transport is not None:
-                self._transport.close()
+                close_transport(self._transport)
                 self._transport = None
 
     # -- commands -----------------------------------------------------------------------------
@@ -85,7 +85,7 @@ class SSHHost(Host):
 
     def _expire(self, transport: paramiko.Transport) -> None:
         self._expired = True
-        transport.close()
+        close_transport(transport)
 
     def _exchange(self, channel: paramiko.Channel, command: str, stdin: str | None,
                   started: float, limit: float) -> RunResult:
@@ -164,7 +164,7 @@ class JumpPool:
     def close(self) -> None:
         with self._lock:
             for transport in self._transports.values():
-                transport.close()
+                close_transport(transport)
             self._transports.clear()
 
 
@@ -235,9 +235,24 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
         known_hosts.verify(name, endpoint.hostname, endpoint.port, key)
         _authenticate(name, transport, endpoint, resolver)
     except BaseException:
-        transport.close()
+        close_transport(transport)
         raise
     return transport
+
+
+def close_transport(transport: paramiko.Transport, wait: float = 1.0) -> None:
+    """Close without racing paramiko's reader thread.
+
+    ``Transport.close`` closes the socket while the thread may still be reading it (a host that
+    accepted TCP but never sent its banner): the thread then fails on a closed descriptor
+    (``Bad file descriptor``). Shutting the socket down first makes its read return end-of-file;
+    the thread ends on its own, and only then is the socket closed.
+    """
+    with contextlib.suppress(Exception):
+        transport.sock.shutdown(socket.SHUT_RDWR)
+    if transport.is_alive() and transport is not threading.current_thread():
+        transport.join(wait)
+    transport.close()
 
 
 def _authenticate(name: str, transport: paramiko.Transport, endpoint: Endpoint,

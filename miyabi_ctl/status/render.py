@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.probe.report import RepoState
 from miyabi_ctl.status.collect import FleetStatus
-from miyabi_ctl.status.health import HostStatus, session_limits
+from miyabi_ctl.status.health import HostStatus
 from miyabi_ctl.tables import ago, human_age
 
 if TYPE_CHECKING:
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red", "unreachable": "bold magenta"}
-NAGIOS = {"ok": "OK", "warning": "WARNING", "critical": "CRITICAL", "unreachable": "CRITICAL"}
-NAGIOS_CODE = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
 # -- JSON -----------------------------------------------------------------------------------------
@@ -172,43 +170,3 @@ def sessions_json(fleet: FleetStatus) -> dict[str, Any]:
                         for s in host.report.sessions)
     return {"generated_at": fleet.generated_at.isoformat(timespec="seconds"),
             "sessions": sessions, "unreachable": unreachable}
-
-
-# -- check (monitoring-plugins format) ------------------------------------------------------------
-
-def check_line(fleet: FleetStatus, inventory: Inventory) -> tuple[str, int]:
-    """``MIYABI <STATE> - <summary> | <perfdata>`` and its exit code (0/1/2/3)."""
-    state = NAGIOS[fleet.level]
-    bad = [h for h in fleet.hosts if h.level != "ok"]
-    if bad:
-        summary = "; ".join(f"{h.name} {NAGIOS[h.level]}: {', '.join(h.problems)}" for h in bad)
-    else:
-        summary = f"{len(fleet.hosts)} hosts ok"
-    perf = " ".join(p for h in fleet.hosts for p in _perfdata(h, inventory))
-    line = f"MIYABI {state} - {summary}" + (f" | {perf}" if perf else "")
-    return _one_line(line), NAGIOS_CODE[state]
-
-
-def _perfdata(host: HostStatus, inventory: Inventory) -> list[str]:
-    report = host.report
-    if report is None:
-        return []
-    label = host.name.replace("'", "_").replace("=", "_")
-    out = []
-    if report.load_avg and report.cpu_count:
-        warn, crit = (round(t * report.cpu_count, 2) for t in inventory.thresholds.load_per_core)
-        out.append(f"'{label}_load'={report.load_avg[0]:g};{warn:g};{crit:g};0;")
-    total = len(report.sessions)
-    if host.spec.max_sessions is not None:
-        warn, crit = session_limits(host.spec.max_sessions, inventory)
-        out.append(f"'{label}_sessions'={total};{warn:g};{crit:g};0;")
-    else:
-        out.append(f"'{label}_sessions'={total};;;0;")
-    if report.repo is not None and report.repo.uncommitted is not None:
-        warn, crit = inventory.thresholds.uncommitted
-        out.append(f"'{label}_uncommitted'={report.repo.uncommitted};{warn:g};{crit:g};0;")
-    return out
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
