@@ -3,7 +3,6 @@ and the plan-then-apply confirmation. Imports stay light so ``--help`` is fast."
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,14 +33,17 @@ Apply = Annotated[bool, typer.Option("--apply", help="Carry out the plan (defaul
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="With --apply: do not ask for confirmation.")]
 
 
+PIPED_WIDTH = 100_000
+
+
 def make_console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     # markup=False: issue titles, branch names, paths and remote errors are shown verbatim
     # (`[docs] Update README`, git's `! [rejected]`), never read as rich markup.
     console = Console(stderr=stderr, highlight=False, markup=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 1000  # piped or redirected: one line per host, never folded
+    if not console.is_terminal:
+        console.width = PIPED_WIDTH  # piped or redirected: one line per row, never folded
     return console
 
 

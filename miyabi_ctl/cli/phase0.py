@@ -121,7 +121,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
           timeout: Timeout = None, forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """End old agent sessions (TERM, grace, KILL), backing up their unsaved work first."""
     from miyabi_ctl.phase0.prune import apply_prunes, plan_prune, prunes_exit_code
-    from miyabi_ctl.phase0.render import prune_table
+    from miyabi_ctl.phase0.render import describe_selection, prune_table
 
     selection = _selection(older_than, started_before, keep, agent)
     if selection is None:
@@ -130,7 +130,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
     console = make_console()
 
     def show_plan() -> None:
-        console.print(f"Sessions {selection.describe()}:")
+        console.print(f"Sessions {describe_selection(selection)}:")
         show(console, prune_table(plans, plain=_plain()))
 
     def carry_out() -> list[PrunePlan]:
