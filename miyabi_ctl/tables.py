@@ -231,15 +231,10 @@ def human_age(seconds: int) -> str:
 
 
 def duration(seconds: float) -> str:
-    """A duration as people write it: ``45s``, ``90m``, ``36h``, ``3d``, ``2w``; the largest unit
-    that divides it exactly, else the largest that fits (``1h30m``)."""
+    """A duration as people write it (and ``--older-than`` reads it): ``45s``, ``90m``, ``36h``,
+    ``3d``, ``2w`` — the largest unit that divides it exactly."""
     seconds = max(0, round(seconds))
-    units = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-    for unit, size in units:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
-    for n, (unit, size) in enumerate(units[:-1]):
-        if seconds >= size:
-            rest_unit, rest_size = units[n + 1]
-            return f"{seconds // size}{unit}{(seconds % size) // rest_size}{rest_unit}"
     return f"{seconds}s"

@@ -31,7 +31,7 @@ def backup_table(plans: list[BackupPlan], outcomes: dict[str, BackupOutcome] | N
             detail = "; ".join([out.message, *plan.notes])
             branch = out.branch or plan.branch
         rows.append({"host": plan.host, "action": action, "branch": branch or "-", "files": files,
-                     "detail": detail})
+                     "detail": unprefixed(plan.host, detail)})
     return BACKUP_COLUMNS.table(rows, plain=plain)
 
 
@@ -60,7 +60,7 @@ def prune_table(plans: list[PrunePlan], *, plain: bool = False) -> TableView:
     rows = []
     for plan in plans:
         if plan.error:
-            rows.append(_prune_row(plan.host, action="ERROR", why=plan.error))
+            rows.append(_prune_row(plan.host, action="ERROR", why=unprefixed(plan.host, plan.error)))
             continue
         kept = sum(s.action == "keep" for s in plan.sessions)
         for s in plan.sessions:
@@ -81,6 +81,13 @@ def _prune_row(host: str, pid: str = "-", agent: str = "-", age: str = "-", acti
                cwd: str = "-", why: str = "") -> dict[str, str]:
     return {"host": host, "pid": pid, "agent": agent, "age": age, "action": action, "cwd": cwd,
             "why": why}
+
+
+def unprefixed(host: str, message: str) -> str:
+    """A host's error without the host's name in front (a HostError's text starts with it), for
+    lines and rows that already name the host: ``macbook: cannot connect``, not ``macbook:
+    macbook: cannot connect``."""
+    return message.removeprefix(f"{host}: ")
 
 
 def describe_selection(selection: Selection) -> str:
@@ -105,13 +112,13 @@ def merge_lines(plan: MergePlan) -> list[str]:
         lines.append(f"  {plan.reason}")
     for name, state in plan.states.items():
         if state.error:
-            lines.append(f"  {name}: {state.error}")
+            lines.append(f"  {name}: {unprefixed(name, state.error)}")
             continue
         lines.append(f"  {name}: on {state.branch or 'detached HEAD'}, {state.dirty} uncommitted, "
                      f"{plan.from_} {state.from_relation}"
                      + (f" by {state.from_ahead}" if state.from_ahead else ""))
     for step in plan.sync:
-        lines.append(f"  sync {step.host}: {step.action} ({step.reason})")
+        lines.append(f"  sync {step.host}: {step.action} ({unprefixed(step.host, step.reason)})")
     lines.extend(f"  note: {n}" for n in plan.notes)
     return lines
 
@@ -126,7 +133,7 @@ def merge_result_lines(out: MergeOutcome) -> list[str]:
         lines.extend(f"    {line}" for line in out.check_output)
     lines.extend(f"  note: {n}" for n in out.notes)
     for step in out.sync:
-        lines.append(f"  sync {step.host}: {step.action}: {step.reason}"
+        lines.append(f"  sync {step.host}: {step.action}: {unprefixed(step.host, step.reason)}"
                      + ("" if step.ok else " (FAILED)"))
     return lines
 
