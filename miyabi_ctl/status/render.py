@@ -31,7 +31,7 @@ def status_json(fleet: FleetStatus, inventory: Inventory) -> dict[str, Any]:
     """The documented `status --json` document (docs/json.md); field names are a contract."""
     return {
         "generated_at": fleet.generated_at.isoformat(timespec="seconds"),
-        "fleet_file": str(inventory.source) if inventory.source else None,
+        "fleet_file": str(inventory.source.absolute()) if inventory.source else None,
         "status": fleet.level,
         "hosts": [host_json(h, list(inventory.agents)) for h in fleet.hosts],
     }
@@ -52,7 +52,7 @@ def host_json(status: HostStatus, agent_names: list[str]) -> dict[str, Any]:
         "cpu_count": None,
         "load_per_core": None,
         "memory": None,
-        "sessions": dict.fromkeys(agent_names, 0) if report else None,
+        "sessions": dict.fromkeys(agent_names, 0),  # zeros where nothing could be seen
         "session_list": [],
         "repo": None,
         "repo_error": None,
@@ -70,7 +70,7 @@ def host_json(status: HostStatus, agent_names: list[str]) -> dict[str, Any]:
         load_per_core=report.load_per_core,
         memory={"total_bytes": report.mem_total, "available_bytes": report.mem_available},
         sessions=report.session_counts(agent_names),
-        session_list=[{"pid": s.pid, "agent": s.agent, "age_s": s.age_s, "cwd": s.cwd,
+        session_list=[{"pid": s.pid, "agent": s.agent, "age_s": s.age_s, "cwd": s.cwd or None,
                        "cmd": s.cmd} for s in report.sessions],
         repo=repo_json(report.repo) if report.repo else None,
         repo_error=report.repo_error,
@@ -217,7 +217,7 @@ def sessions_json(fleet: FleetStatus) -> dict[str, Any]:
             unreachable.append({"host": host.name, "error": host.problems[0]})
             continue
         sessions.extend({"host": host.name, "pid": s.pid, "ppid": s.ppid, "agent": s.agent,
-                         "age_s": s.age_s, "cwd": s.cwd, "cmd": s.cmd}
+                         "age_s": s.age_s, "cwd": s.cwd or None, "cmd": s.cmd}
                         for s in host.report.sessions)
     return {"generated_at": fleet.generated_at.isoformat(timespec="seconds"),
             "sessions": sessions, "unreachable": unreachable}
