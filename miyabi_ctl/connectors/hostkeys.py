@@ -137,7 +137,8 @@ class KnownHosts:
                 f"HOST KEY CHANGED for {entry}: it offers {key_type} {fingerprint}, which is not "
                 f"the key known_hosts holds for it ({types}). This may be an attack. If the host "
                 f"was really reinstalled, remove the old key with "
-                f"`ssh-keygen -R {shlex.quote(entry)}` and connect again."))
+                f"`ssh-keygen -f {shlex.quote(str(self.paths[0]))} -R {shlex.quote(entry)}` "
+                f"and connect again."))
         if known or self.strict == "no":
             return
         if self.strict == "yes":
@@ -145,7 +146,7 @@ class KnownHosts:
             raise HostKeyError(name, (
                 f"unknown host key for {entry} ({key_type} {fingerprint}). Verify the "
                 f"fingerprint out of band, then trust it with `ssh-keyscan -t {key_type} "
-                f"{port_flag}{host} >> {self.paths[0]}` (or `ssh {shlex.quote(entry)}` once), "
+                f"{port_flag}{shlex.quote(host)} >> {shlex.quote(str(self.paths[0]))}`, "
                 f"or set ssh.strict_host_keys: accept-new in fleet.yaml"))
         self._remember(entry, key)
 

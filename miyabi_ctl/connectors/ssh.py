@@ -158,7 +158,7 @@ class JumpPool:
             return transport.open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0),
                                           timeout=timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(name, f"jump host {first_hop} cannot reach {hostname}:{port}: "
+            raise Unreachable(name, f"jump host {first_hop} cannot reach {host_port(hostname, port)}: "
                                     f"{exc}") from None
 
     def close(self) -> None:
@@ -199,7 +199,7 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
                    jumps: JumpPool | None) -> paramiko.Transport:
     """Connect, verify the host key, authenticate; every step bounded by the connect timeout."""
     timeout = endpoint.connect_timeout
-    where = f"{endpoint.hostname}:{endpoint.port}"
+    where = host_port(endpoint.hostname, endpoint.port)
     sock: Any
     if endpoint.proxy_jump:
         if jumps is None:
@@ -240,6 +240,11 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
     return transport
 
 
+def host_port(host: str, port: int) -> str:
+    """``10.0.0.5:22``, ``[fe80::1]:22``: an IPv6 address is bracketed, as OpenSSH writes it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def close_transport(transport: paramiko.Transport, wait: float = 1.0) -> None:
     """Close without racing paramiko's reader thread.
 
@@ -265,7 +270,7 @@ def _authenticate(name: str, transport: paramiko.Transport, endpoint: Endpoint,
         if key is not None:
             candidates.append((path, key))
         else:
-            tried.append(f"{path} (unreadable)")
+            tried.append(f"{path} ({resolver.key_problem(path)})")
     if os.environ.get("SSH_AUTH_SOCK"):
         with contextlib.suppress(paramiko.SSHException):
             candidates.extend(("ssh-agent", k) for k in paramiko.Agent().get_keys())

@@ -226,7 +226,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(lab: Lab, tmp_path: Pa
                              known_hosts=forged, strict="accept-new")
     h = json.loads(cli("status", "--json", "--fleet", str(fleet_file)).stdout)["hosts"][0]
     assert h["error_kind"] == "hostkey" and "HOST KEY CHANGED" in h["error"]
-    assert "ssh-keygen -R" in h["error"]
+    assert "ssh-keygen -f " in h["error"] and " -R " in h["error"]
 
 
 def test_accept_new_trusts_and_records_a_new_key(lab: Lab, tmp_path: Path) -> None:

@@ -159,3 +159,12 @@ def test_debug_shows_the_library_log_and_no_closed_descriptor(silent_host: Path)
         proc = cli("--debug", "check", "--fleet", str(silent_host))
         assert "paramiko.transport" in proc.stderr
         assert "Bad file descriptor" not in proc.stderr
+
+
+def test_an_ipv6_address_is_shown_bracketed(tmp_path: Path) -> None:
+    """`::1:22` is ambiguous; OpenSSH and everyone else write `[::1]:22`."""
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("ssh: {config: null}\nhosts:\n  v6: {ssh: 'root@[::1]:1'}\n")
+    proc = cli("status", "--json", "--fleet", str(fleet))
+    host = json.loads(proc.stdout)["hosts"][0]
+    assert host["error"].startswith("cannot connect to [::1]:1: ")

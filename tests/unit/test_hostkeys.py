@@ -64,7 +64,7 @@ def test_changed_key_is_refused_under_yes_and_accept_new(tmp_path: Path) -> None
     listed, offered = new_key(), new_key()
     for strict in ("yes", "accept-new"):
         kh = known(tmp_path, line("mugen", listed), strict)
-        with pytest.raises(HostKeyError, match=r"HOST KEY CHANGED.*ssh-keygen -R mugen"):
+        with pytest.raises(HostKeyError, match=r"HOST KEY CHANGED.*ssh-keygen -f \S+ -R mugen"):
             kh.verify("mugen", "mugen", 22, offered)
     assert (tmp_path / "known_hosts").read_text() == line("mugen", listed)  # nothing appended
 
