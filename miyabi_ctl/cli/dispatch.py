@@ -33,10 +33,12 @@ if TYPE_CHECKING:
     from miyabi_ctl.inventory import Inventory
 
 BacklogPath = Annotated[str | None, typer.Option(
-    "--backlog", "-b", help="Backlog file to use (else backlog.file / backlog.github in fleet.yaml, "
-                            "else backlog.yaml beside fleet.yaml or here).")]
+    "--backlog", "-b", metavar="PATH",
+    help="Backlog file to use (else backlog.file / backlog.github in fleet.yaml, else backlog.yaml "
+         "beside fleet.yaml or here).")]
 Agent = Annotated[str | None, typer.Option(
-    "--agent", help="Agent whose launch template to use (default: dispatch.agent, else claude).")]
+    "--agent", metavar="NAME",
+    help="Agent whose launch template to use (default: dispatch.agent, else claude).")]
 
 
 def _graph(inventory: Inventory, backlog: str | None) -> tuple[Graph, str]:
@@ -98,7 +100,7 @@ def dispatch(
     apply: Apply = False,
     yes: Yes = False,
     max_new: Annotated[int | None, typer.Option(
-        "--max", min=1, help="Place at most N issues.")] = None,
+        "--max", min=1, metavar="N", help="Place at most N issues.")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show each host's figures and why it was chosen or excluded.")] = False,
     agent: Agent = None,
@@ -135,8 +137,8 @@ def dispatch(
 
 
 def assign(
-    issue: Annotated[int, typer.Argument(help="Issue number.")],
-    host: Annotated[str, typer.Argument(help="Host to run it on.")],
+    issue: Annotated[int, typer.Argument(metavar="ISSUE", help="Issue number.")],
+    host: Annotated[str, typer.Argument(metavar="HOST", help="Host to run it on.")],
     apply: Apply = False,
     yes: Yes = False,
     force: Annotated[bool, typer.Option(
@@ -224,7 +226,7 @@ def runs(
 
 
 def recall(
-    issue: Annotated[int, typer.Argument(help="Issue number.")],
+    issue: Annotated[int, typer.Argument(metavar="ISSUE", help="Issue number.")],
     apply: Apply = False,
     yes: Yes = False,
     discard_ignored: Annotated[bool, typer.Option(

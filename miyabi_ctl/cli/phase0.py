@@ -41,13 +41,17 @@ StartedBefore = Annotated[str | None, typer.Option(
     "--started-before", metavar="WHEN",
     help="Sessions started before a date/time (ISO, controller's local time) or a weekday "
          "(saturday = the most recent Saturday 00:00, today if it is Saturday).")]
-Keep = Annotated[int, typer.Option("--keep", min=0, help="Keep the newest N sessions per host.")]
-Agent = Annotated[str | None, typer.Option("--agent", help="Only sessions of this agent.")]
-Grace = Annotated[float, typer.Option("--grace", min=0, help="Seconds between SIGTERM and SIGKILL.")]
+Keep = Annotated[int, typer.Option("--keep", min=0, metavar="N", help="Keep the newest N sessions per host.")]
+Agent = Annotated[str | None, typer.Option("--agent", metavar="NAME",
+                                          help="Only sessions of this agent.")]
+Grace = Annotated[float, typer.Option(
+    "--grace", min=0, metavar="SECONDS", help="Seconds between SIGTERM and SIGKILL.")]
 Force = Annotated[bool, typer.Option(
     "--force", help="End sessions even when their unsaved work cannot be backed up (LOSES it).")]
-From = Annotated[str | None, typer.Option("--from", help="Branch to merge (default: repo.feature).")]
-Into = Annotated[str | None, typer.Option("--into", help="Branch to merge into (default: repo.main).")]
+From = Annotated[str | None, typer.Option(
+    "--from", metavar="BRANCH", help="Branch to merge (default: repo.feature).")]
+Into = Annotated[str | None, typer.Option(
+    "--into", metavar="BRANCH", help="Branch to merge into (default: repo.main).")]
 Check = Annotated[str | None, typer.Option(
     "--check", metavar="CMD",
     help="Shell command run in the merge's temporary worktree ($MIYABI_REPO: the repo); "
@@ -98,8 +102,9 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
 
 
 @phase0.command()
-def restore(host: Annotated[str, typer.Argument(help="The host to restore on.")],
-            ref: Annotated[str, typer.Argument(help="The backup branch (or commit) to restore.")],
+def restore(host: Annotated[str, typer.Argument(metavar="HOST", help="The host to restore on.")],
+            ref: Annotated[str, typer.Argument(
+                metavar="REF", help="The backup branch (or commit) to restore.")],
             json_out: Json = False, timeout: Timeout = None, fleet_path: FleetPath = None) -> None:
     """Put a backup's files and staged versions back (the tree must be clean, HEAD its parent)."""
     from miyabi_ctl.phase0.restore import restore_on
@@ -153,7 +158,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
 
 @phase0.command()
 def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
-          on: Annotated[str | None, typer.Option("--on", help="Merge on this host.")] = None,
+          on: Annotated[str | None, typer.Option("--on", metavar="HOST", help="Merge on this host.")] = None,
           check: Check = None, no_push: NoPush = False, sync: Sync = False, apply: Apply = False,
           yes: Yes = False, json_out: Json = False, timeout: Timeout = None, forks: Forks = None,
           fleet_path: FleetPath = None) -> None:
@@ -212,8 +217,9 @@ def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
 
 
 def audit(json_out: Json = False,
-          host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
-          limit: Annotated[int, typer.Option("--limit", min=0, help="The last N entries (0: all).")] = 50,
+          host: Annotated[str | None, typer.Option("--host", metavar="HOST", help="Only this host.")] = None,
+          limit: Annotated[int, typer.Option(
+              "--limit", min=0, metavar="N", help="The last N entries (0: all).")] = 50,
           ) -> None:
     """What miyabi-ctl changed: the audit log, one entry per applied step, oldest first."""
     from miyabi_ctl import audit as audit_log

@@ -168,3 +168,22 @@ def test_an_ipv6_address_is_shown_bracketed(tmp_path: Path) -> None:
     proc = cli("status", "--json", "--fleet", str(fleet))
     host = json.loads(proc.stdout)["hosts"][0]
     assert host["error"].startswith("cannot connect to [::1]:1: ")
+
+
+COMMANDS = [["status"], ["check"], ["sessions"], ["phase0", "backup"], ["phase0", "restore"],
+            ["phase0", "prune"], ["phase0", "merge"], ["phase0", "run"], ["audit"], ["issues"],
+            ["dispatch"], ["assign"], ["runs"], ["recall"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_placeholders_are_the_readmes(command: list[str]) -> None:
+    """Options read `--keep N`, `--agent NAME`, `--from BRANCH`, as the README writes them; no
+    `<str>`, `<int range>` or lowercase `{issue}` placeholders from the type."""
+    out = subprocess.run([sys.executable, "-m", "miyabi_ctl", *command, "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "200"}).stdout
+    options = [line for line in out.splitlines() if line.lstrip().startswith("-")]
+    assert options and not [line for line in options if "<" in line.split("  ")[0]]
+    usage = out.splitlines()[0]
+    assert usage.startswith("Usage: miyabi-ctl ") and not any(c.islower() for c in
+                                                               usage.split("[OPTIONS]")[1])
