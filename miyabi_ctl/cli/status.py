@@ -42,7 +42,7 @@ def status(
 ) -> None:
     """Show every host: load, memory, agent sessions, git state, and what is wrong."""
     from miyabi_ctl.status.collect import collect_status
-    from miyabi_ctl.status.render import status_json, status_table
+    from miyabi_ctl.status.render import first_run_hint, status_json, status_table
 
     inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
                                    quiet=json_out)
@@ -56,6 +56,9 @@ def status(
         return
     console = make_console()
     show(console, status_table(result, inventory, plain=not console.is_terminal))
+    hint = first_run_hint(result, inventory)
+    if hint:
+        typer.echo(hint, err=True)
     if not console.is_terminal:
         return
     counts = {lv: sum(h.level == lv for h in result.hosts)

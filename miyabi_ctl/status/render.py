@@ -209,6 +209,23 @@ def sessions_table(fleet: FleetStatus, *, plain: bool = False) -> TableView:
     return SESSION_COLUMNS.table(rows, plain=plain)
 
 
+def first_run_hint(fleet: FleetStatus, inventory: Inventory) -> str | None:
+    """When no SSH host answered at all — the shipped example fleet.yaml, or a new one — what to
+    do next, in a few lines for stderr (each host's own error is in the table)."""
+    remote = [h for h in fleet.hosts if h.spec.transport != "local"]
+    if not remote or any(h.reachable for h in remote):
+        return None
+    where = inventory.source or "fleet.yaml"
+    return "\n".join([
+        f"No SSH host of {where} could be reached. If these are the example's hosts:",
+        f"  1. edit the hosts in {where} to yours (ssh: an alias of ~/.ssh/config, host, "
+        "user@host or user@host:port; every key: docs/fleet.md);",
+        "  2. check each host's key fingerprint, then trust it:",
+        f"       ssh-keyscan -p PORT HOST >> {inventory.ssh.known_hosts}",
+        f"  3. run `miyabi-ctl status --fleet {where}` again.",
+    ])
+
+
 def sessions_json(fleet: FleetStatus) -> dict[str, Any]:
     sessions = []
     unreachable = []

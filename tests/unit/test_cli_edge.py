@@ -187,3 +187,23 @@ def test_help_placeholders_are_the_readmes(command: list[str]) -> None:
     usage = out.splitlines()[0]
     assert usage.startswith("Usage: miyabi-ctl ") and not any(c.islower() for c in
                                                                usage.split("[OPTIONS]")[1])
+
+
+def test_first_run_on_the_shipped_fleet_says_what_to_do_next(tmp_path: Path) -> None:
+    """The example's hosts do not exist here: after the table, stderr says what to do next."""
+    root = Path(__file__).resolve().parents[2]
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text((root / "fleet.yaml").read_text())
+    env = {**os.environ, "HOME": str(tmp_path)}  # no ~/.ssh/config: the aliases are unknown
+    proc = subprocess.run([sys.executable, "-m", "miyabi_ctl", "status", "--timeout", "2"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0
+    assert [line.split()[0] for line in proc.stdout.splitlines()[1:]] == [
+        "pixel", "macbook", "mugen", "majin"]
+    assert "No SSH host of fleet.yaml could be reached" in proc.stderr
+    assert "docs/fleet.md" in proc.stderr and "ssh-keyscan -p PORT HOST >> " in proc.stderr
+    quiet = subprocess.run([sys.executable, "-m", "miyabi_ctl", "status", "--json", "--timeout",
+                            "2"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                           env=env, stdin=subprocess.DEVNULL)
+    assert quiet.stderr == "" and json.loads(quiet.stdout)["hosts"][1]["reachable"] is False
