@@ -84,6 +84,15 @@ def show(console: Console, renderable: object) -> None:
     sys.stdout.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
 
 
+def echo_lines(*lines: str, err: bool = False) -> None:
+    """Plain lines of text: on a terminal wrapped at spaces (never mid-word, as the terminal itself
+    would), piped as they are; never markup."""
+    console = make_console(stderr=err)
+    for text in lines:
+        for line in text.split("\n"):
+            console.print(line, overflow="fold", crop=False)
+
+
 def print_json(doc: Any) -> None:
     import json
 

@@ -19,6 +19,7 @@ from miyabi_ctl.cli.common import (
     Json,
     Timeout,
     Yes,
+    echo_lines,
     fleet_of,
     make_console,
     open_fleet,
@@ -60,8 +61,7 @@ def _agent(inventory: Inventory, agent: str | None) -> str:
 
 
 def _echo_lines(lines: list[str], *, err: bool = False) -> None:
-    for line in lines:
-        typer.echo(line, err=err)
+    echo_lines(*lines, err=err)
 
 
 def register(app: typer.Typer) -> None:
@@ -167,7 +167,7 @@ def assign(
                        err=True)
         plan_then_apply(_launches(
             planned.to_json(),
-            lambda: typer.echo(f"Assign plan:\n  #{p.issue} → {p.host} ({p.agent}): {p.reason}"),
+            lambda: echo_lines(f"Assign plan:\n  #{p.issue} → {p.host} ({p.agent}): {p.reason}"),
             lambda: apply_plan([p], graph, fleet, store, action="assign"),
             question="Launch this agent?",
         ), apply=apply, yes=yes, json_out=json_out)
@@ -259,7 +259,7 @@ def recall(
             carry_out=lambda: apply_recall(target, fleet, store, discard),
             outcome_json=lambda out: {**plan.to_json(), "stopped": out.stopped,
                                       "removed": out.removed, "message": out.message},
-            show_outcome=lambda out: typer.echo(
+            show_outcome=lambda out: echo_lines(
                 f"#{issue} {target.host}: {'ok' if out.ok else 'failed'} — {out.message}"),
             exit_code=lambda out: ExitCode.OK if out.ok else ExitCode.FAILED,
             refuses=plan.refuses, question="Recall this agent?",

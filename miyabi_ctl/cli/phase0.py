@@ -19,6 +19,7 @@ from miyabi_ctl.cli.common import (
     Json,
     Timeout,
     Yes,
+    echo_lines,
     make_console,
     open_fleet,
     print_json,
@@ -115,7 +116,7 @@ def restore(host: Annotated[str, typer.Argument(metavar="HOST", help="The host t
     if json_out:
         print_json(vars(out))
     else:
-        typer.echo(f"{host}: {'restored' if out.ok else 'NOT restored'}: {out.message}")
+        echo_lines(f"{host}: {'restored' if out.ok else 'NOT restored'}: {out.message}")
     raise typer.Exit(0 if out.ok else 1)
 
 
@@ -174,10 +175,10 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
         plan = plan_merge(fleet, from_=source, into=into or inv.repo.main, on=on)
         plan_then_apply(Change(
             plan_json={"plan": plan.to_json()},
-            show_plan=lambda: typer.echo("\n".join(merge_lines(plan))),
+            show_plan=lambda: echo_lines(*merge_lines(plan)),
             carry_out=lambda: apply_merge(fleet, plan, check=check, push=not no_push, sync=sync),
             outcome_json=lambda out: out.to_json(),
-            show_outcome=lambda out: typer.echo("\n".join(merge_result_lines(out))),
+            show_outcome=lambda out: echo_lines(*merge_result_lines(out)),
             exit_code=lambda out: ExitCode.OK if out.ok else ExitCode.FAILED,
             applicable=plan.action != "refuse",
         ), apply=apply, yes=yes, json_out=json_out)
