@@ -12,6 +12,7 @@ from miyabi_ctl.cli.common import (
     Hosts,
     Json,
     Timeout,
+    echo_lines,
     make_console,
     open_fleet,
     print_json,
@@ -58,7 +59,7 @@ def status(
     show(console, status_table(result, inventory, plain=not console.is_terminal))
     hint = first_run_hint(result, inventory)
     if hint:
-        typer.echo(hint, err=True)
+        echo_lines(hint, err=True)
     if not console.is_terminal:
         return
     counts = {lv: sum(h.level == lv for h in result.hosts)

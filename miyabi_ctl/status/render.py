@@ -218,8 +218,7 @@ def first_run_hint(fleet: FleetStatus, inventory: Inventory) -> str | None:
     where = inventory.source or "fleet.yaml"
     return "\n".join([
         f"No SSH host of {where} could be reached. If these are the example's hosts:",
-        f"  1. edit the hosts in {where} to yours (ssh: an alias of ~/.ssh/config, host, "
-        "user@host or user@host:port; every key: docs/fleet.md);",
+        f"  1. edit the hosts in {where} to yours (every key: docs/fleet.md);",
         "  2. check each host's key fingerprint, then trust it:",
         f"       ssh-keyscan -p PORT HOST >> {inventory.ssh.known_hosts}",
         f"  3. run `miyabi-ctl status --fleet {where}` again.",

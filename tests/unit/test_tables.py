@@ -76,7 +76,8 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def test_tables_fit_every_terminal_width(project: tuple[Path, dict[str, str]],
                                          command: list[str], columns: int) -> None:
     base, env = project
-    piped = cli(*command, cwd=base, env=env).stdout
+    proc = cli(*command, cwd=base, env=env)
+    piped = proc.stdout + proc.stderr  # a terminal shows both (status's first-run hint)
     screen = run_in_pty(command, columns, env=env, cwd=base)
     assert "Traceback" not in screen
     assert_fits(screen, columns, piped, extra=["ok", "warning", "critical", "unreachable"])
