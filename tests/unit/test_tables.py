@@ -147,3 +147,35 @@ def test_issues_json_keeps_titles_exact(project: tuple[Path, dict[str, str]]) ->
     base, env = project
     doc = json.loads(cli("issues", "--json", cwd=base, env=env).stdout)
     assert doc["issues"][0]["title"] == "Handle [/api] prefix in the gateway router"
+
+
+def _plain(renderable: object) -> list[str]:
+    console = Console(width=100_000, force_terminal=False, markup=False)
+    with console.capture() as out:
+        console.print(renderable)
+    return [line.rstrip() for line in out.get().splitlines()]
+
+
+def test_prune_lists_what_it_ends_and_counts_what_it_keeps() -> None:
+    """405 kept sessions used to be 405 rows; now one line says how many."""
+    from miyabi_ctl.phase0.prune import PrunePlan, SessionAction
+    from miyabi_ctl.phase0.render import prune_table
+
+    kept = [SessionAction(1000 + i, "claude", 60, "/r", "claude", "keep") for i in range(405)]
+    ended = SessionAction(7, "codex", 200_000, "/r", "codex", "kill", reason="older than 2d")
+    lines = _plain(prune_table([PrunePlan("macbook", sessions=[ended, *kept]),
+                                PrunePlan("majin", error="majin: cannot connect to majin:22")]))
+    assert len(lines) == 4
+    assert lines[1].split()[:6] == ["macbook", "7", "codex", "2d7h", "kill", "/r"]
+    assert lines[2].split()[:2] == ["macbook", "-"] and lines[2].endswith("405 other sessions kept")
+    assert lines[3].endswith("ERROR   -    cannot connect to majin:22")  # not "majin: majin: …"
+
+
+@pytest.mark.parametrize("seconds, words", [(1209600, "older than 2w"), (129600, "older than 36h"),
+                                            (45, "older than 45s")])
+def test_the_selection_is_echoed_as_people_write_it(seconds: int, words: str) -> None:
+    from miyabi_ctl.phase0.prune import Selection
+    from miyabi_ctl.phase0.render import describe_selection
+
+    assert describe_selection(Selection(older_than_s=seconds, agent="claude")) == (
+        f"{words}, agent claude")
