@@ -40,8 +40,8 @@ def make_console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     # markup=False: issue titles, branch names, paths and remote errors are shown verbatim
-    # (`[docs] Update README`, git's `! [rejected]`), never read as rich markup.
-    console = Console(stderr=stderr, highlight=False, markup=False)
+    # (`[docs] Update README`, git's `! [rejected]`, `:bug:`), never read as rich markup or emoji.
+    console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
     if not console.is_terminal:
         console.width = PIPED_WIDTH  # piped or redirected: one line per row, never folded
     return console

@@ -27,7 +27,7 @@ BACKLOG = """issues:
     title: "A title long enough to need wrapping on a phone held upright, with a
       supercalifragilisticexpialidocious word"
     estimate: 3d
-  - {number: 5, title: Done thing, state: closed}
+  - {number: 5, title: "Done :bug: thing", state: closed}
 """
 
 
@@ -112,6 +112,7 @@ def test_issue_titles_are_shown_verbatim(project: tuple[Path, dict[str, str]]) -
     assert "Handle [/api] prefix in the gateway router" in proc.stdout
     assert "[docs] Update README" in proc.stdout
     assert "[bold red]not styled[/bold red] and ! [rejected] main -> main" in proc.stdout
+    assert "Done :bug: thing" in proc.stdout  # not an emoji either
     for columns in (60, 200):
         screen = " ".join(run_in_pty(["issues"], columns, env=env, cwd=base).split())
         assert "[docs] Update README" in screen and "Handle [/api] prefix" in screen
@@ -179,3 +180,15 @@ def test_the_selection_is_echoed_as_people_write_it(seconds: int, words: str) ->
 
     assert describe_selection(Selection(older_than_s=seconds, agent="claude")) == (
         f"{words}, agent claude")
+
+
+def test_plain_lines_print_remote_errors_verbatim(capsys: pytest.CaptureFixture[str]) -> None:
+    """Plans and outcomes (dispatch, recall, merge) go through echo_lines: git's `! [rejected]`
+    and a `[/api]` survive, on stdout and stderr."""
+    from miyabi_ctl.cli.common import echo_lines
+
+    text = "#7 host: failed — ! [rejected] main -> main (fetch first) [/api] [bold]x :bug:"
+    echo_lines(text, "  note: [docs] kept")
+    echo_lines(text, err=True)
+    out = capsys.readouterr()
+    assert out.out == f"{text}\n  note: [docs] kept\n" and out.err == f"{text}\n"
