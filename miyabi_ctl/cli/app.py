@@ -2,7 +2,7 @@
 
 Heavy modules (paramiko, rich tables) are imported inside the commands so that ``--help`` and
 shell completion start fast. ``main()`` is the one place library errors become messages and exit
-codes, and the one place logging is configured (``cli/edge.py``).
+codes; the root callback is the one place logging is configured (``cli/edge.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _root(
         "--debug", help="Show every library log line, and tracebacks of internal errors.")] = False,
 ) -> None:
     """miyabi-ctl: one view of many machines and their agent sessions."""
-    configure_logging(debug=debug, verbose=verbose)
+    configure_logging(debug=debug, verbose=verbose)  # once, before any command runs
 
 
 # Each command group lives in a module of its own and registers itself here, one line each.
@@ -61,7 +61,6 @@ dispatch.register(app)
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn library errors into one clear line and an exit code."""
     args = with_watch_default(list(sys.argv[1:] if argv is None else argv))
-    configure_logging(debug="--debug" in args, verbose="--verbose" in args)
     if command_of(args) == "check":
         sys.exit(_check_main(args))
     from miyabi_ctl.errors import MiyabiError

@@ -11,8 +11,6 @@ own failures. Kept apart from the commands so each rule is written once.
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
 
 WATCH_OPTIONS = ("--watch", "-w")
@@ -23,10 +21,11 @@ UNKNOWN_EXIT = 3
 def configure_logging(*, debug: bool = False, verbose: bool = False) -> None:
     """Route every library's logging (and Python warnings) to stderr only when asked.
 
-    Called once per run (again by the root callback: the same flags give the same result).
+    Called once per run, by the root callback, before any command.
     Quiet, the root logger has a NullHandler, so Python's last-resort handler never prints
     paramiko's ``Exception (client): Error reading SSH protocol banner`` and its traceback.
     """
+    import logging  # here, not at start-up: `--help` stays fast
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_miyabi", False):
@@ -83,6 +82,8 @@ def usage_error_class() -> type[Exception]:
 
 def check_failure(message: str, *, json_out: bool) -> int:
     """Print check's own failure as the monitoring-plugins UNKNOWN line; return 3."""
+    import json
+
     line = unknown_line(message)
     if json_out:
         sys.stdout.write(json.dumps({"state": "UNKNOWN", "exit_code": UNKNOWN_EXIT, "line": line,
