@@ -210,3 +210,21 @@ def test_first_run_on_the_shipped_fleet_says_what_to_do_next(tmp_path: Path) -> 
                             "2"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
                            env=env, stdin=subprocess.DEVNULL)
     assert quiet.stderr == "" and json.loads(quiet.stdout)["hosts"][1]["reachable"] is False
+
+
+def test_an_internal_error_in_check_is_unknown_not_a_traceback(
+        local_fleet: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug (any exception that is not one of ours) is UNKNOWN (3), one line, no traceback."""
+    import miyabi_ctl.status.collect
+    from miyabi_ctl.cli.app import main
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("boom | with a pipe\nand a newline")
+
+    monkeypatch.setattr(miyabi_ctl.status.collect, "collect_status", broken)
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "--fleet", str(local_fleet)])
+    out = capsys.readouterr()
+    assert exited.value.code == 3 and out.err == ""
+    assert out.out == "MIYABI UNKNOWN - internal error: RuntimeError: boom ¦ with a pipe and a newline\n"
