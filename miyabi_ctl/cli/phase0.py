@@ -154,6 +154,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
             outcome_json=lambda out: {"hosts": [p.to_json() for p in out]},
             show_outcome=lambda out: show(console, prune_table(out, plain=_plain())),
             exit_code=prunes_exit_code,
+            refuses=any(p.error for p in plans),  # as in `phase0 run`: a host not planned
         ), apply=apply, yes=yes, json_out=json_out)
 
 

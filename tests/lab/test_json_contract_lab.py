@@ -147,3 +147,15 @@ def test_issues_dispatch_runs_and_audit_json(dispatch_fleet: tuple[Path, LabHost
     audit = cli("audit", "--json", state=tmp_path)
     validate("audit", audit)
     assert audit["entries"], "dispatch --apply and backup --apply record what they did"
+
+
+def test_plan_only_exit_codes_agree_for_the_same_refusal(with_gone: Path, tmp_path: Path) -> None:
+    """A host that cannot be planned (down) makes every plan-only repair exit 1, alike."""
+    fleet = ["--fleet", str(with_gone)]
+    codes = {}
+    for args in (["backup"], ["prune", "--older-than", "2w"], ["run", "--older-than", "2w"]):
+        proc = subprocess.run([sys.executable, "-m", "miyabi_ctl", "phase0", *args, *fleet],
+                              capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "MIYABI_STATE_DIR": str(tmp_path)})
+        codes[args[0]] = proc.returncode
+    assert codes == {"backup": 1, "prune": 1, "run": 1}
