@@ -253,10 +253,11 @@ def close_transport(transport: paramiko.Transport, wait: float = 1.0) -> None:
     (``Bad file descriptor``). Shutting the socket down first makes its read return end-of-file;
     the thread ends on its own, and only then is the socket closed.
     """
-    with contextlib.suppress(Exception):
-        transport.sock.shutdown(socket.SHUT_RDWR)
-    if transport.is_alive() and transport is not threading.current_thread():
-        transport.join(wait)
+    if isinstance(transport.sock, socket.socket):  # through a ProxyJump it is a channel, no fd
+        with contextlib.suppress(OSError):
+            transport.sock.shutdown(socket.SHUT_RDWR)
+        if transport.is_alive() and transport is not threading.current_thread():
+            transport.join(wait)
     transport.close()
 
 
