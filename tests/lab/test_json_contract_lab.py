@@ -43,7 +43,8 @@ def cli(*args: str, state: Path, code: int | None = 0) -> Any:
 
 def test_every_command_has_a_schema() -> None:
     assert set(SCHEMAS) == {"status", "check", "sessions", "issues", "dispatch", "runs", "audit",
-                            "phase0-backup", "phase0-prune", "phase0-merge", "phase0-run"}
+                            "recall", "phase0-backup", "phase0-prune", "phase0-merge", "phase0-run",
+                            "phase0-restore"}
     for schema in SCHEMAS.values():
         Draft202012Validator.check_schema(schema)
 
@@ -147,6 +148,13 @@ def test_issues_dispatch_runs_and_audit_json(dispatch_fleet: tuple[Path, LabHost
     audit = cli("audit", "--json", state=tmp_path)
     validate("audit", audit)
     assert audit["entries"], "dispatch --apply and backup --apply record what they did"
+    recall = cli("recall", "41", "--json", *fleet, state=tmp_path, code=None)
+    validate("recall", recall)
+    assert recall["applied"] is False and recall["issue"] == 41
+    restore = cli("phase0", "restore", "js-idle", "backup/js-idle-none", "--json", *fleet,
+                  state=tmp_path, code=1)
+    validate("phase0-restore", restore)
+    assert restore["ok"] is False
 
 
 def test_plan_only_exit_codes_agree_for_the_same_refusal(with_gone: Path, tmp_path: Path) -> None:
