@@ -170,7 +170,16 @@ def load_inventory(explicit: str | os.PathLike[str] | None = None) -> Inventory:
     path = find_fleet_file(explicit)
     if path is None:
         return local_only_inventory()
-    return parse_inventory(path.read_text(encoding="utf-8"), path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise InventoryError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                             f"{exc.start})", path=path, line=line) from None
+    except OSError as exc:
+        raise InventoryError(f"cannot read the fleet file: {exc.strerror or exc}",
+                             path=path) from None
+    return parse_inventory(text, path)
 
 
 def local_only_inventory() -> Inventory:
@@ -297,15 +306,29 @@ BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
 DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command", "stale_after"}
 
 
+def _yaml_error(exc: yaml.YAMLError, path: Path) -> InventoryError:
+    """Point at where the broken construct opened (an unclosed ``[`` on line 3), not only where
+    the parser gave up (often the end of the file), which is said after."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    opened = getattr(exc, "context_mark", None)
+    context = getattr(exc, "context", None)
+    if opened is not None and context and (mark is None or opened.line != mark.line):
+        what = context.removeprefix("while parsing ").removeprefix("while scanning ")
+        gave_up = f" (line {mark.line + 1})" if mark is not None else ""
+        return InventoryError(f"invalid YAML: {what} opened here (column {opened.column + 1}) is "
+                              f"not closed properly: {problem}{gave_up}",
+                              path=path, line=opened.line + 1)
+    line = mark.line + 1 if mark is not None else None
+    return InventoryError(f"invalid YAML: {problem}", path=path, line=line)
+
+
 def parse_inventory(text: str, path: Path) -> Inventory:
     """Parse fleet.yaml text; every problem becomes an InventoryError naming line, host and key."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InventoryError(f"invalid YAML: {problem}", path=path, line=line) from None
+        raise _yaml_error(exc, path) from None
     walk = _Walker(path)
     if root is None:
         raise InventoryError("the file is empty; it needs at least a 'hosts:' mapping", path=path)

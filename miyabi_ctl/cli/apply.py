@@ -19,7 +19,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import typer
 
-from miyabi_ctl.cli.common import confirm_apply, print_json
+from miyabi_ctl.cli.common import confirm_apply, echo_lines, print_json
 from miyabi_ctl.errors import ExitCode
 
 R = TypeVar("R")
@@ -50,7 +50,7 @@ def plan_then_apply(change: Change[R], *, apply: bool, yes: bool, json_out: bool
         if json_out:
             print_json({"applied": False, **change.plan_json})
         elif change.plan_only_note and runnable:
-            typer.echo(change.plan_only_note)
+            echo_lines(change.plan_only_note)
         refused = change.refuses or not change.applicable
         raise typer.Exit(ExitCode.FAILED if refused else ExitCode.OK)
     outcome = change.carry_out()

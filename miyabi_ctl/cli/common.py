@@ -3,7 +3,6 @@ and the plan-then-apply confirmation. Imports stay light so ``--help`` is fast."
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,12 +33,17 @@ Apply = Annotated[bool, typer.Option("--apply", help="Carry out the plan (defaul
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="With --apply: do not ask for confirmation.")]
 
 
+PIPED_WIDTH = 100_000
+
+
 def make_console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 1000  # piped or redirected: one line per host, never folded
+    # markup=False: issue titles, branch names, paths and remote errors are shown verbatim
+    # (`[docs] Update README`, git's `! [rejected]`, `:bug:`), never read as rich markup or emoji.
+    console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+    if not console.is_terminal:
+        console.width = PIPED_WIDTH  # piped or redirected: one line per row, never folded
     return console
 
 
@@ -50,15 +54,23 @@ def fleet_of(inventory: Inventory, hosts: list[str] | None, *, forks: int | None
     return Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
 
 
+NO_FLEET_FILE = ("no fleet.yaml found (--fleet PATH, $MIYABI_FLEET, ./fleet.yaml, "
+                 "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml)")
+
+
 def open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | None = None,
-                timeout: float | None = None, quiet: bool = False) -> tuple[Inventory, Fleet]:
+               timeout: float | None = None, quiet: bool = False,
+               require_file: bool = False) -> tuple[Inventory, Fleet]:
+    """The inventory and a Fleet of the named hosts. ``require_file``: no local-only fallback
+    (`check`: a monitoring job must say which fleet it watches)."""
     from miyabi_ctl.inventory import load_inventory
 
     inventory = load_inventory(fleet_path)
+    if inventory.implicit and require_file:
+        raise UsageError(f"{NO_FLEET_FILE}; name one with --fleet PATH")
     if inventory.implicit and not quiet:
-        make_console(stderr=True).print(
-            "[dim]No fleet.yaml found (--fleet, $MIYABI_FLEET, ./fleet.yaml, "
-            "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml): showing this machine only.[/dim]")
+        make_console(stderr=True).print(f"{NO_FLEET_FILE}: showing this machine only.",
+                                        style="dim")
     return inventory, fleet_of(inventory, hosts, forks=forks, timeout=timeout)
 
 
@@ -70,6 +82,15 @@ def show(console: Console, renderable: object) -> None:
     with console.capture() as captured:
         console.print(renderable)
     sys.stdout.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+
+
+def echo_lines(*lines: str, err: bool = False) -> None:
+    """Plain lines of text: on a terminal wrapped at spaces (never mid-word, as the terminal itself
+    would), piped as they are; never markup."""
+    console = make_console(stderr=err)
+    for text in lines:
+        for line in text.split("\n"):
+            console.print(line, overflow="fold", crop=False)
 
 
 def print_json(doc: Any) -> None:

@@ -19,6 +19,7 @@ from miyabi_ctl.cli.common import (
     Json,
     Timeout,
     Yes,
+    echo_lines,
     fleet_of,
     make_console,
     open_fleet,
@@ -35,10 +36,12 @@ if TYPE_CHECKING:
     from miyabi_ctl.inventory import Inventory
 
 BacklogPath = Annotated[str | None, typer.Option(
-    "--backlog", "-b", help="Backlog file to use (else backlog.file / backlog.github in fleet.yaml, "
-                            "else backlog.yaml beside fleet.yaml or here).")]
+    "--backlog", "-b", metavar="PATH",
+    help="Backlog file to use (else backlog.file / backlog.github in fleet.yaml, else backlog.yaml "
+         "beside fleet.yaml or here).")]
 Agent = Annotated[str | None, typer.Option(
-    "--agent", help="Agent whose launch template to use (default: dispatch.agent, else claude).")]
+    "--agent", metavar="NAME",
+    help="Agent whose launch template to use (default: dispatch.agent, else claude).")]
 
 
 def _graph(inventory: Inventory, backlog: str | None) -> tuple[Graph, str]:
@@ -60,8 +63,7 @@ def _agent(inventory: Inventory, agent: str | None) -> str:
 
 
 def _echo_lines(lines: list[str], *, err: bool = False) -> None:
-    for line in lines:
-        typer.echo(line, err=err)
+    echo_lines(*lines, err=err)
 
 
 def register(app: typer.Typer) -> None:
@@ -108,7 +110,7 @@ def dispatch(
     apply: Apply = False,
     yes: Yes = False,
     max_new: Annotated[int | None, typer.Option(
-        "--max", min=1, help="Place at most N issues.")] = None,
+        "--max", min=1, metavar="N", help="Place at most N issues.")] = None,
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show each host's figures and why it was chosen or excluded.")] = False,
     agent: Agent = None,
@@ -164,8 +166,8 @@ def dispatch(
 
 
 def assign(
-    issue: Annotated[int, typer.Argument(help="Issue number.")],
-    host: Annotated[str, typer.Argument(help="Host to run it on.")],
+    issue: Annotated[int, typer.Argument(metavar="ISSUE", help="Issue number.")],
+    host: Annotated[str, typer.Argument(metavar="HOST", help="Host to run it on.")],
     apply: Apply = False,
     yes: Yes = False,
     force: Annotated[bool, typer.Option(
@@ -195,7 +197,7 @@ def assign(
                        err=True)
 
         def show_plan() -> None:
-            typer.echo(f"Assign plan:\n  #{p.issue} → {p.host} ({p.agent}): {p.reason}")
+            echo_lines(f"Assign plan:\n  #{p.issue} → {p.host} ({p.agent}): {p.reason}")
             _claims_warning(view.board)
 
         plan_then_apply(_launches(
@@ -277,7 +279,7 @@ def runs(
 
 
 def recall(
-    issue: Annotated[int, typer.Argument(help="Issue number.")],
+    issue: Annotated[int, typer.Argument(metavar="ISSUE", help="Issue number.")],
     apply: Apply = False,
     yes: Yes = False,
     discard_ignored: Annotated[bool, typer.Option(
@@ -348,7 +350,7 @@ def _recall_change(issue: int, host: str, plan_json: dict[str, Any], steps: list
         carry_out=carry_out,
         outcome_json=lambda out: {**plan_json, "stopped": out.stopped, "removed": out.removed,
                                   "message": out.message},
-        show_outcome=lambda out: typer.echo(
+        show_outcome=lambda out: echo_lines(
             f"#{issue} {host}: {'ok' if out.ok else 'failed'} — {out.message}"),
         exit_code=lambda out: ExitCode.OK if out.ok else ExitCode.FAILED,
         refuses=refuses, applicable=applicable, question="Recall this agent?",

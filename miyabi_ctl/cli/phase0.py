@@ -19,6 +19,7 @@ from miyabi_ctl.cli.common import (
     Json,
     Timeout,
     Yes,
+    echo_lines,
     make_console,
     open_fleet,
     print_json,
@@ -44,13 +45,17 @@ StartedBefore = Annotated[str | None, typer.Option(
 IdleFor = Annotated[str | None, typer.Option(
     "--idle-for", metavar="DURATION",
     help="Sessions idle this long (no transcript write): 2h, 90m. Unknown activity is never idle.")]
-Keep = Annotated[int, typer.Option("--keep", min=0, help="Keep the newest N sessions per host.")]
-Agent = Annotated[str | None, typer.Option("--agent", help="Only sessions of this agent.")]
-Grace = Annotated[float, typer.Option("--grace", min=0, help="Seconds between SIGTERM and SIGKILL.")]
+Keep = Annotated[int, typer.Option("--keep", min=0, metavar="N", help="Keep the newest N sessions per host.")]
+Agent = Annotated[str | None, typer.Option("--agent", metavar="NAME",
+                                          help="Only sessions of this agent.")]
+Grace = Annotated[float, typer.Option(
+    "--grace", min=0, metavar="SECONDS", help="Seconds between SIGTERM and SIGKILL.")]
 Force = Annotated[bool, typer.Option(
     "--force", help="End sessions even when their unsaved work cannot be backed up (LOSES it).")]
-From = Annotated[str | None, typer.Option("--from", help="Branch to merge (default: repo.feature).")]
-Into = Annotated[str | None, typer.Option("--into", help="Branch to merge into (default: repo.main).")]
+From = Annotated[str | None, typer.Option(
+    "--from", metavar="BRANCH", help="Branch to merge (default: repo.feature).")]
+Into = Annotated[str | None, typer.Option(
+    "--into", metavar="BRANCH", help="Branch to merge into (default: repo.main).")]
 Check = Annotated[str | None, typer.Option(
     "--check", metavar="CMD",
     help="Shell command run in the merge's temporary worktree ($MIYABI_REPO: the repo); "
@@ -102,8 +107,9 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
 
 
 @phase0.command()
-def restore(host: Annotated[str, typer.Argument(help="The host to restore on.")],
-            ref: Annotated[str, typer.Argument(help="The backup branch (or commit) to restore.")],
+def restore(host: Annotated[str, typer.Argument(metavar="HOST", help="The host to restore on.")],
+            ref: Annotated[str, typer.Argument(
+                metavar="REF", help="The backup branch (or commit) to restore.")],
             json_out: Json = False, timeout: Timeout = None, fleet_path: FleetPath = None) -> None:
     """Put a backup's files and staged versions back (the tree must be clean, HEAD its parent)."""
     from miyabi_ctl.phase0.restore import restore_on
@@ -114,7 +120,7 @@ def restore(host: Annotated[str, typer.Argument(help="The host to restore on.")]
     if json_out:
         print_json(vars(out))
     else:
-        typer.echo(f"{host}: {'restored' if out.ok else 'NOT restored'}: {out.message}")
+        echo_lines(f"{host}: {'restored' if out.ok else 'NOT restored'}: {out.message}")
     raise typer.Exit(0 if out.ok else 1)
 
 
@@ -126,7 +132,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
           timeout: Timeout = None, forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """End old agent sessions (TERM, grace, KILL), backing up their unsaved work first."""
     from miyabi_ctl.phase0.prune import apply_prunes, plan_prune, prunes_exit_code
-    from miyabi_ctl.phase0.render import prune_table
+    from miyabi_ctl.phase0.render import describe_selection, prune_table
 
     selection = _selection(older_than, started_before, keep, agent, idle_for)
     if selection is None:
@@ -136,7 +142,7 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
     console = make_console()
 
     def show_plan() -> None:
-        console.print(f"Sessions {selection.describe()}:")
+        console.print(f"Sessions {describe_selection(selection)}:")
         show(console, prune_table(plans, plain=_plain()))
 
     def carry_out() -> list[PrunePlan]:
@@ -154,12 +160,13 @@ def prune(hosts: Hosts = None, older_than: OlderThan = None, started_before: Sta
             outcome_json=lambda out: {"hosts": [p.to_json() for p in out]},
             show_outcome=lambda out: show(console, prune_table(out, plain=_plain())),
             exit_code=prunes_exit_code,
+            refuses=any(p.error for p in plans),  # as in `phase0 run`: a host not planned
         ), apply=apply, yes=yes, json_out=json_out)
 
 
 @phase0.command()
 def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
-          on: Annotated[str | None, typer.Option("--on", help="Merge on this host.")] = None,
+          on: Annotated[str | None, typer.Option("--on", metavar="HOST", help="Merge on this host.")] = None,
           check: Check = None, no_push: NoPush = False, sync: Sync = False, apply: Apply = False,
           yes: Yes = False, json_out: Json = False, timeout: Timeout = None, forks: Forks = None,
           fleet_path: FleetPath = None) -> None:
@@ -175,10 +182,10 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
         plan = plan_merge(fleet, from_=source, into=into or inv.repo.main, on=on)
         plan_then_apply(Change(
             plan_json={"plan": plan.to_json()},
-            show_plan=lambda: typer.echo("\n".join(merge_lines(plan))),
+            show_plan=lambda: echo_lines(*merge_lines(plan)),
             carry_out=lambda: apply_merge(fleet, plan, check=check, push=not no_push, sync=sync),
             outcome_json=lambda out: out.to_json(),
-            show_outcome=lambda out: typer.echo("\n".join(merge_result_lines(out))),
+            show_outcome=lambda out: echo_lines(*merge_result_lines(out)),
             exit_code=lambda out: ExitCode.OK if out.ok else ExitCode.FAILED,
             applicable=plan.action != "refuse",
         ), apply=apply, yes=yes, json_out=json_out)
@@ -218,8 +225,9 @@ def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
 
 
 def audit(json_out: Json = False,
-          host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
-          limit: Annotated[int, typer.Option("--limit", min=0, help="The last N entries (0: all).")] = 50,
+          host: Annotated[str | None, typer.Option("--host", metavar="HOST", help="Only this host.")] = None,
+          limit: Annotated[int, typer.Option(
+              "--limit", min=0, metavar="N", help="The last N entries (0: all).")] = 50,
           ) -> None:
     """What miyabi-ctl changed: the audit log, one entry per applied step, oldest first."""
     from miyabi_ctl import audit as audit_log

@@ -12,6 +12,7 @@ from miyabi_ctl.cli.common import (
     Hosts,
     Json,
     Timeout,
+    echo_lines,
     make_console,
     open_fleet,
     print_json,
@@ -33,15 +34,16 @@ def status(
     hosts: Hosts = None,
     json_out: Json = False,
     watch: Annotated[float | None, typer.Option(
-        "--watch", "-w", is_flag=False, flag_value=2.0, min=0.2, metavar="[SECONDS]",
-        help="Refresh in place every SECONDS (default 2), reusing connections.")] = None,
+        "--watch", "-w", min=0.2, metavar="[SECONDS]",
+        help="Refresh in place every SECONDS (default 2 when only --watch is given), "
+             "reusing connections.")] = None,
     timeout: Timeout = None,
     forks: Forks = None,
     fleet_path: FleetPath = None,
 ) -> None:
     """Show every host: load, memory, agent sessions, git state, and what is wrong."""
     from miyabi_ctl.status.collect import collect_status
-    from miyabi_ctl.status.render import status_json, status_table
+    from miyabi_ctl.status.render import first_run_hint, status_json, status_table
 
     inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
                                    quiet=json_out)
@@ -55,6 +57,9 @@ def status(
         return
     console = make_console()
     show(console, status_table(result, inventory, plain=not console.is_terminal))
+    hint = first_run_hint(result, inventory)
+    if hint:
+        echo_lines(hint, err=True)
     if not console.is_terminal:
         return
     counts = {lv: sum(h.level == lv for h in result.hosts)
@@ -94,25 +99,25 @@ def check(
     forks: Forks = None,
     fleet_path: FleetPath = None,
 ) -> None:
-    """One monitoring-plugins line for cron/Nagios; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+    """One monitoring-plugins line for cron/Nagios; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    Its own failures (options, fleet file, a bug) are UNKNOWN (3); see cli/app.py and
+    docs/cron.md. It never falls back to the local-only fleet: cron must name a fleet file."""
+    from miyabi_ctl.cli.edge import check_failure
     from miyabi_ctl.errors import MiyabiError
 
     try:
+        from miyabi_ctl.status.check import check_line
         from miyabi_ctl.status.collect import collect_status
-        from miyabi_ctl.status.render import check_line, status_json
+        from miyabi_ctl.status.render import status_json
 
         inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
-                                       quiet=True)
+                                       quiet=True, require_file=True)
         with fleet:
             result = collect_status(fleet, keep_connections=False)
         line, code = check_line(result, inventory)
     except MiyabiError as exc:
-        line, code = f"MIYABI UNKNOWN - {' '.join(str(exc).split())}", 3
-        if json_out:
-            print_json({"state": "UNKNOWN", "exit_code": code, "line": line, "error": str(exc)})
-            raise typer.Exit(code) from None
-        typer.echo(line)
-        raise typer.Exit(code) from None
+        raise typer.Exit(check_failure(str(exc), json_out=json_out)) from None
     if json_out:
         doc = status_json(result, inventory)
         print_json({"state": line.split()[1], "exit_code": code, "line": line, **doc})

@@ -214,7 +214,6 @@ class KnownHosts:
                 f"unknown host key for {name} ({key_type} {fingerprint}). Verify the "
                 f"fingerprint out of band, then trust it with "
                 f"{self._add_advice(lookup, key_type)}"
-                + ("" if lookup.alias else f" (or `ssh {shlex.quote(lookup.host)}` once)")
                 + ", or set ssh.strict_host_keys: accept-new in fleet.yaml"))
         self._remember(lookup, key)
 

@@ -57,7 +57,7 @@ class SSHHost(Host):
     def close(self) -> None:
         with self._lock:
             if self._transport is not None:
-                self._transport.close()
+                close_transport(self._transport)
                 self._transport = None
 
     # -- commands -----------------------------------------------------------------------------
@@ -85,7 +85,7 @@ class SSHHost(Host):
 
     def _expire(self, transport: paramiko.Transport) -> None:
         self._expired = True
-        transport.close()
+        close_transport(transport)
 
     def _exchange(self, channel: paramiko.Channel, command: str, stdin: str | None,
                   started: float, limit: float) -> RunResult:
@@ -158,13 +158,13 @@ class JumpPool:
             return transport.open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0),
                                           timeout=timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(name, f"jump host {first_hop} cannot reach {hostname}:{port}: "
+            raise Unreachable(name, f"jump host {first_hop} cannot reach {host_port(hostname, port)}: "
                                     f"{exc}") from None
 
     def close(self) -> None:
         with self._lock:
             for transport in self._transports.values():
-                transport.close()
+                close_transport(transport)
             self._transports.clear()
 
 
@@ -199,7 +199,7 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
                    jumps: JumpPool | None) -> paramiko.Transport:
     """Connect, verify the host key, authenticate; every step bounded by the connect timeout."""
     timeout = endpoint.connect_timeout
-    where = f"{endpoint.hostname}:{endpoint.port}"
+    where = host_port(endpoint.hostname, endpoint.port)
     sock: Any
     if endpoint.proxy_jump:
         if jumps is None:
@@ -236,9 +236,30 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
         known_hosts.verify(name, lookup, key)
         _authenticate(name, transport, endpoint, resolver)
     except BaseException:
-        transport.close()
+        close_transport(transport)
         raise
     return transport
+
+
+def host_port(host: str, port: int) -> str:
+    """``10.0.0.5:22``, ``[fe80::1]:22``: an IPv6 address is bracketed, as OpenSSH writes it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def close_transport(transport: paramiko.Transport, wait: float = 1.0) -> None:
+    """Close without racing paramiko's reader thread.
+
+    ``Transport.close`` closes the socket while the thread may still be reading it (a host that
+    accepted TCP but never sent its banner): the thread then fails on a closed descriptor
+    (``Bad file descriptor``). Shutting the socket down first makes its read return end-of-file;
+    the thread ends on its own, and only then is the socket closed.
+    """
+    if isinstance(transport.sock, socket.socket):  # through a ProxyJump it is a channel, no fd
+        with contextlib.suppress(OSError):
+            transport.sock.shutdown(socket.SHUT_RDWR)
+        if transport.is_alive() and transport is not threading.current_thread():
+            transport.join(wait)
+    transport.close()
 
 
 def _authenticate(name: str, transport: paramiko.Transport, endpoint: Endpoint,
@@ -251,7 +272,7 @@ def _authenticate(name: str, transport: paramiko.Transport, endpoint: Endpoint,
         if key is not None:
             candidates.append((path, key))
         else:
-            tried.append(f"{path} (unreadable)")
+            tried.append(f"{path} ({resolver.key_problem(path)})")
     if os.environ.get("SSH_AUTH_SOCK"):
         with contextlib.suppress(paramiko.SSHException):
             candidates.extend(("ssh-agent", k) for k in paramiko.Agent().get_keys())

@@ -102,10 +102,23 @@ class SSHResolver:
                     cached = paramiko.PKey.from_path(path)
                 except FileNotFoundError as exc:
                     cached = exc
-                except (paramiko.SSHException, OSError, ValueError) as exc:
+                except (paramiko.SSHException, OSError, ValueError, TypeError) as exc:
+                    # TypeError: cryptography's "Key is password-protected" (paramiko >= 3.2)
                     cached = exc
                 self._keys[path] = cached
         return cached if isinstance(cached, paramiko.PKey) else None
+
+    def key_problem(self, path: str) -> str:
+        """Why ``load_key`` gave nothing for ``path``, in words (a passphrase: use ssh-agent)."""
+        problem = self._keys.get(path)
+        if isinstance(problem, paramiko.PasswordRequiredException) or (
+                isinstance(problem, TypeError) and "password" in str(problem)):
+            return "protected by a passphrase: add it to ssh-agent (ssh-add), or name a key without one"
+        if isinstance(problem, FileNotFoundError):
+            return "no such file"
+        if isinstance(problem, PermissionError):
+            return "not readable by this user"
+        return "not a private key paramiko can read"
 
 
 _TIME_RE = re.compile(r"(\d+)([smhdw]?)", re.IGNORECASE)

@@ -8,13 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.table import Table
-
 from miyabi_ctl.dispatch.graph import IssueState
 from miyabi_ctl.dispatch.placement import HostFigures, Plan
 from miyabi_ctl.dispatch.run_views import RunView
 from miyabi_ctl.dispatch.service import ApplyReport
-from miyabi_ctl.tables import ago, make_table
+from miyabi_ctl.tables import Column, Columns, TableView, ago
 
 # -- issues ---------------------------------------------------------------------------------------
 
@@ -40,15 +38,21 @@ def issues_json(states: list[IssueState], source: str) -> dict[str, Any]:
     return {"source": source, "issues": [issue_json(s) for s in states]}
 
 
-def issues_table(states: list[IssueState], *, plain: bool = False) -> Table:
-    table = make_table("#", "PRIO", "STATE", "NEEDS", "EST", "TITLE", plain=plain)
-    style = {"ready": "green", "blocked": "yellow", "assigned": "cyan", "done": "dim",
-             "tracking": "dim", "pull request": "yellow"}
-    for s in states:
-        table.add_row(str(s.issue.number), s.issue.priority, s.describe(),
-                      ",".join(s.issue.needs) or "-", s.issue.estimate or "-", s.issue.title,
-                      style=style.get(s.status))
-    return table
+ISSUE_STYLE = {"ready": "green", "blocked": "yellow", "assigned": "cyan", "done": "dim",
+               "tracking": "dim", "pull request": "yellow"}
+
+ISSUE_COLUMNS: Columns[IssueState] = Columns([
+    Column("number", "#", lambda s: str(s.issue.number), priority=0, justify="right"),
+    Column("priority", "PRIO", lambda s: s.issue.priority, priority=1),
+    Column("state", "STATE", lambda s: s.describe(), priority=0, wrap=True),
+    Column("needs", "NEEDS", lambda s: ",".join(s.issue.needs) or "-", priority=3),
+    Column("estimate", "EST", lambda s: s.issue.estimate or "-", priority=4),
+    Column("title", "TITLE", lambda s: s.issue.title, priority=0, wrap=True, beneath=True),
+])
+
+
+def issues_table(states: list[IssueState], *, plain: bool = False) -> TableView:
+    return ISSUE_COLUMNS.table(states, plain=plain, row_style=lambda s: ISSUE_STYLE.get(s.status))
 
 
 def issues_summary(states: list[IssueState], source: str) -> str:
@@ -73,27 +77,41 @@ def plan_lines(plan: Plan, *, title: str = "Dispatch plan") -> list[str]:
     return lines
 
 
-def hosts_table(figures: list[HostFigures], plan: Plan, *, plain: bool = False) -> Table:
+def hosts_table(figures: list[HostFigures], plan: Plan, *, plain: bool = False) -> TableView:
     """--explain: every host's figures and what placement made of it."""
     chosen: dict[str, list[str]] = {}
     for p in plan.assignments:
         chosen.setdefault(p.host, []).append(f"#{p.issue}")
-    table = make_table("HOST", "STATUS", "LOAD", "CPUS", "LOAD/CORE", "SESSIONS", "OURS", "MAX",
-                   "FREE", "TAGS", "VERDICT", plain=plain)
-    for f in figures:
+
+    def verdict(f: HostFigures) -> str:
         exclusion = f.standing_exclusion()
         if f.name in chosen:
-            verdict = "chosen for " + ", ".join(chosen[f.name])
-        elif exclusion:
-            verdict = "excluded: " + exclusion[1]
-        else:
-            verdict = "eligible, not chosen"
+            return "chosen for " + ", ".join(chosen[f.name])
+        if exclusion:
+            return "excluded: " + exclusion[1]
+        return "eligible, not chosen"
+
+    def per_core(f: HostFigures) -> str:
         lpc = f.load_per_core()
-        table.add_row(f.name, f.level, _num(f.load), _num(f.cpus),
-                      "-" if lpc is None else f"{lpc:.2f}", str(f.sessions) if f.reachable else "-",
-                      str(f.own_running), _num(f.max_sessions),
-                      _num(f.free_slots) if f.reachable else "-", ",".join(f.tags) or "-", verdict)
-    return table
+        return "-" if lpc is None else f"{lpc:.2f}"
+
+    columns: Columns[HostFigures] = Columns([
+        Column("host", "HOST", lambda f: f.name, priority=0),
+        Column("status", "STATUS", lambda f: f.level, priority=1),
+        Column("load", "LOAD", lambda f: _num(f.load), priority=5, justify="right"),
+        Column("cpus", "CPUS", lambda f: _num(f.cpus), priority=5, justify="right"),
+        Column("load_per_core", "LOAD/CORE", per_core, priority=2, justify="right",
+               short="L/C"),
+        Column("sessions", "SESSIONS", lambda f: str(f.sessions) if f.reachable else "-",
+               priority=3, justify="right", short="SESS"),
+        Column("ours", "OURS", lambda f: str(f.own_running), priority=4, justify="right"),
+        Column("max", "MAX", lambda f: _num(f.max_sessions), priority=3, justify="right"),
+        Column("free", "FREE", lambda f: _num(f.free_slots) if f.reachable else "-", priority=1,
+               justify="right"),
+        Column("tags", "TAGS", lambda f: ",".join(f.tags) or "-", priority=6),
+        Column("verdict", "VERDICT", verdict, priority=0, wrap=True, beneath=True),
+    ])
+    return columns.table(figures, plain=plain)
 
 
 def explain_lines(plan: Plan) -> list[str]:
@@ -139,28 +157,42 @@ def run_json(view: RunView) -> dict[str, Any]:
     }
 
 
-def runs_table(views: list[RunView], *, plain: bool = False, now: float | None = None) -> Table:
-    now = now or time.time()
-    table = make_table("#", "HOST", "STATE", "SESSION", "COMMITS", "LAST ACTIVITY", "DONE", "BRANCH",
-                   "WORKTREE", plain=plain)
-    for v in views:
-        a = v.assignment
+def runs_table(views: list[RunView], *, plain: bool = False, now: float | None = None) -> TableView:
+    return run_columns(time.time() if now is None else now).table(views, plain=plain)
+
+
+def run_columns(now: float) -> Columns[RunView]:
+    def session(v: RunView) -> str:
         if v.error:
-            session = f"? ({v.error})"
-        elif v.alive is None:
-            session = "-"
-        else:
-            session = f"{a.session} {'alive' if v.alive else 'gone'}"
-            if v.condition and v.condition != "unknown" and v.condition != "ended":
-                session += f", {v.condition}"
-            if v.exit_status is not None:
-                session += f" (exit {v.exit_status})"
-        activity = "-" if v.last_activity is None else ago(now - v.last_activity)
-        done = "merged" if v.merged else "issue closed" if v.issue_closed else "no"
-        state = f"{a.state}, STALE" if v.stale else a.state
-        table.add_row(str(a.issue), a.host, state, session, _num(v.ahead), activity, done,
-                      a.branch, a.worktree)
-    return table
+            return f"? ({v.error})"
+        if v.alive is None:
+            return "-"
+        text = f"{v.assignment.session} {'alive' if v.alive else 'gone'}"
+        if v.condition and v.condition not in ("unknown", "ended"):
+            text += f", {v.condition}"
+        if v.exit_status is not None:
+            text += f" (exit {v.exit_status})"
+        return text
+
+    def done(v: RunView) -> str:
+        return "merged" if v.merged else "issue closed" if v.issue_closed else "no"
+
+    return Columns([
+        Column("issue", "#", lambda v: str(v.assignment.issue), priority=0, justify="right"),
+        Column("host", "HOST", lambda v: v.assignment.host, priority=0),
+        Column("state", "STATE", lambda v: f"{v.assignment.state}, STALE" if v.stale
+               else v.assignment.state, priority=1),
+        Column("session", "SESSION", session, priority=0, wrap=True),
+        Column("commits", "COMMITS", lambda v: _num(v.ahead), priority=2, justify="right",
+               short="C"),
+        Column("activity", "LAST ACTIVITY", lambda v: "-" if v.last_activity is None
+               else ago(now - v.last_activity), priority=3, short="ACTIVE"),
+        Column("done", "DONE", done, priority=1),
+        Column("branch", "BRANCH", lambda v: v.assignment.branch, priority=4, beneath=True,
+               prefix="branch "),
+        Column("worktree", "WORKTREE", lambda v: v.assignment.worktree, priority=5, wrap=True,
+               beneath=True),
+    ])
 
 
 def _num(value: float | None) -> str:

@@ -1,28 +1,28 @@
-"""Presentation only: fleet status as a rich table, as the documented JSON, as a check line.
+"""Presentation only: fleet status as tables (column registries, miyabi_ctl/tables.py) and as
+the documented JSON; the check line is status/check.py.
 
 Nothing here talks to a host; everything takes plain values computed elsewhere. rich is imported
-by the table functions only: `check` from cron and `status --json` never pay for it.
+when a table is drawn: `check` from cron and `status --json` never pay for it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.probe.agents import AgentSession
 from miyabi_ctl.probe.report import RepoState
 from miyabi_ctl.status.collect import FleetStatus
-from miyabi_ctl.status.health import HostStatus, session_limits
-from miyabi_ctl.tables import ago, human_age
+from miyabi_ctl.status.health import HostStatus
+from miyabi_ctl.tables import Column, Columns, TableView, ago, human_age
 
 if TYPE_CHECKING:
-    from rich.table import Table
     from rich.text import Text
 
 STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red", "unreachable": "bold magenta"}
-NAGIOS = {"ok": "OK", "warning": "WARNING", "critical": "CRITICAL", "unreachable": "CRITICAL"}
-NAGIOS_CODE = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
 # -- JSON -----------------------------------------------------------------------------------------
@@ -31,7 +31,7 @@ def status_json(fleet: FleetStatus, inventory: Inventory) -> dict[str, Any]:
     """The documented `status --json` document (docs/json.md); field names are a contract."""
     return {
         "generated_at": fleet.generated_at.isoformat(timespec="seconds"),
-        "fleet_file": str(inventory.source) if inventory.source else None,
+        "fleet_file": str(inventory.source.absolute()) if inventory.source else None,
         "status": fleet.level,
         "hosts": [host_json(h, list(inventory.agents)) for h in fleet.hosts],
     }
@@ -52,7 +52,7 @@ def host_json(status: HostStatus, agent_names: list[str]) -> dict[str, Any]:
         "cpu_count": None,
         "load_per_core": None,
         "memory": None,
-        "sessions": dict.fromkeys(agent_names, 0) if report else None,
+        "sessions": dict.fromkeys(agent_names, 0),  # zeros where nothing could be seen
         "session_list": [],
         "repo": None,
         "repo_error": None,
@@ -70,7 +70,7 @@ def host_json(status: HostStatus, agent_names: list[str]) -> dict[str, Any]:
         load_per_core=report.load_per_core,
         memory={"total_bytes": report.mem_total, "available_bytes": report.mem_available},
         sessions=report.session_counts(agent_names),
-        session_list=[{"pid": s.pid, "agent": s.agent, "age_s": s.age_s, "cwd": s.cwd,
+        session_list=[{"pid": s.pid, "agent": s.agent, "age_s": s.age_s, "cwd": s.cwd or None,
                        "cmd": s.cmd, **_activity(s)} for s in report.sessions],
         repo=repo_json(report.repo) if report.repo else None,
         repo_error=report.repo_error,
@@ -85,83 +85,152 @@ def repo_json(repo: RepoState) -> dict[str, Any]:
     return {k: getattr(repo, k) for k in keys}
 
 
-# -- table ----------------------------------------------------------------------------------------
+# -- tables ---------------------------------------------------------------------------------------
 
-def status_table(fleet: FleetStatus, inventory: Inventory, *, plain: bool = False) -> Table:
-    from rich import box
-    from rich.table import Table
+def status_columns(agent_names: list[str], now: float | None = None) -> Columns[HostStatus]:
+    """The `status` table: one row per host; below 120 columns, branch and problems go beneath."""
+    now = time.time() if now is None else now
+    columns: Columns[HostStatus] = Columns([
+        Column("host", "host", lambda h: h.name, priority=0),
+        Column("role", "role", lambda h: h.spec.role or "", priority=9),
+        Column("branch", "branch", _branch, priority=3, beneath=True, prefix="on "),
+        Column("state", "state", lambda h: _styled(h.level, STYLE[h.level]), priority=0),
+        Column("load", "load", _load, priority=4, justify="right"),
+        Column("memory", "memory", _memory, priority=8, justify="right", short="mem"),
+    ])
+    for agent in agent_names:
+        columns.add(Column(f"sessions.{agent}", agent, _count(agent), priority=1,
+                           justify="right"))
+    for column in (
+        Column("uncommitted", "uncommitted", _uncommitted, priority=2, justify="right",
+               short="unc"),
+        Column("main", "main ±", _drift, priority=6),
+        Column("last_commit", "last commit", lambda h: _last_commit(h, now), priority=7,
+               short="last"),
+        Column("problems", "problems", lambda h: "; ".join(h.problems), priority=0, wrap=True,
+               beneath=True),
+    ):
+        columns.add(column)
+    return columns
 
-    agent_names = list(inventory.agents)
-    table = Table(box=None if plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  header_style="" if plain else "bold")
-    for column in ("host", "role", "branch", "state", "load", "memory", *agent_names,
-                   "uncommitted", "main ±", "last commit", "problems"):
-        justify = "right" if column in ("load", "memory", "uncommitted", *agent_names) else "left"
-        table.add_column(column, justify=justify, overflow="fold",
-                         max_width=60 if column == "problems" and not plain else None)
-    now = time.time()
-    for host in fleet.hosts:
-        table.add_row(*_row(host, agent_names, now))
-    return table
+
+def status_table(fleet: FleetStatus, inventory: Inventory, *, plain: bool = False) -> TableView:
+    return status_columns(list(inventory.agents)).table(fleet.hosts, plain=plain)
 
 
-def _row(host: HostStatus, agent_names: list[str], now: float) -> list[str | Text]:
+def _styled(text: str, style: str) -> Text:
     from rich.text import Text
 
-    state = Text(host.level, style=STYLE[host.level])
-    problems = "; ".join(host.problems)
+    return Text(text, style=style)
+
+
+def _branch(host: HostStatus) -> str:
+    repo = host.report.repo if host.report else None
+    if repo is None:
+        return ""
+    return repo.branch or (f"({(repo.head or '')[:9]})" if repo.head else "")
+
+
+def _load(host: HostStatus) -> str:
     report = host.report
     if report is None:
-        return [host.name, host.spec.role or "", "", state, "", "", *[""] * len(agent_names),
-                "", "", "", problems]
-    load = "unknown"  # never blank: an unread load is a finding (docs/platforms.md)
-    if report.load_avg:
-        load = f"{report.load_avg[0]:g}"
-        if report.load_per_core is not None:
-            load += f" ({report.load_per_core:.2f}/c)"
-    memory = "unknown"
-    if report.mem_total and report.mem_available is not None:
-        memory = f"{_gib(report.mem_available)}/{_gib(report.mem_total)}G"
-    counts = report.session_counts(agent_names)
-    repo = report.repo
-    branch = uncommitted = drift = last = ""
-    if repo is not None:
-        branch = repo.branch or (f"({(repo.head or '')[:9]})" if repo.head else "")
-        uncommitted = "" if repo.uncommitted is None else str(repo.uncommitted)
-        if repo.main_ahead is not None:
-            drift = f"+{repo.main_ahead} -{repo.main_behind}"
-        if repo.head:
-            last = f"{repo.head[:9]} {ago(now - repo.head_time) if repo.head_time else ''}"
-    return [host.name, host.spec.role or "", branch, state, load, memory,
-            *[str(counts[a]) for a in agent_names], uncommitted, drift, last.strip(), problems]
+        return ""
+    if not report.load_avg:
+        return "unknown"  # never blank: an unread load is a finding (docs/platforms.md)
+    load = f"{report.load_avg[0]:g}"
+    if report.load_per_core is not None:
+        load += f" ({report.load_per_core:.2f}/c)"
+    return load
+
+
+def _memory(host: HostStatus) -> str:
+    report = host.report
+    if report is None:
+        return ""
+    if not report.mem_total or report.mem_available is None:
+        return "unknown"
+    return f"{_gib(report.mem_available)}/{_gib(report.mem_total)}G"
+
+
+def _count(agent: str) -> Callable[[HostStatus], str]:
+    def cell(host: HostStatus) -> str:
+        return str(host.report.session_counts([agent])[agent]) if host.report else ""
+    return cell
+
+
+def _uncommitted(host: HostStatus) -> str:
+    repo = host.report.repo if host.report else None
+    return "" if repo is None or repo.uncommitted is None else str(repo.uncommitted)
+
+
+def _drift(host: HostStatus) -> str:
+    repo = host.report.repo if host.report else None
+    if repo is None or repo.main_ahead is None:
+        return ""
+    return f"+{repo.main_ahead} -{repo.main_behind}"
+
+
+def _last_commit(host: HostStatus, now: float) -> str:
+    repo = host.report.repo if host.report else None
+    if repo is None or not repo.head:
+        return ""
+    return f"{repo.head[:9]} {ago(now - repo.head_time) if repo.head_time else ''}".strip()
 
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f}"
 
 
-def sessions_table(fleet: FleetStatus, *, plain: bool = False) -> Table:
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
+@dataclass
+class _SessionRow:
+    host: str
+    session: AgentSession | None = None
+    unreachable: str | None = None
 
-    table = Table(box=None if plain else box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  header_style="" if plain else "bold")
-    for column in ("host", "agent", "pid", "age", "active", "attached", "branch", "cwd",
-                   "command"):
-        table.add_column(column, justify="right" if column in ("pid", "age", "active") else "left",
-                         overflow="fold")
+
+SESSION_COLUMNS: Columns[_SessionRow] = Columns([
+    Column("host", "host", lambda r: r.host, priority=0),
+    Column("agent", "agent", lambda r: r.session.agent if r.session else "", priority=0),
+    Column("pid", "pid", lambda r: str(r.session.pid) if r.session else "", priority=3,
+           justify="right"),
+    Column("age", "age", lambda r: human_age(r.session.age_s) if r.session else "", priority=0,
+           justify="right"),
+    Column("active", "active", lambda r: _active(r.session), priority=2, justify="right"),
+    Column("attached", "attached", lambda r: _attached(r.session), priority=4),
+    Column("branch", "branch", lambda r: (r.session.branch or "") if r.session else "",
+           priority=5),
+    Column("cwd", "cwd", lambda r: (r.session.cwd or "?") if r.session else "", priority=1,
+           wrap=True),
+    Column("command", "command", lambda r: r.session.cmd if r.session else _styled(
+        f"unreachable: {r.unreachable}", STYLE["unreachable"]), priority=0, wrap=True,
+           beneath=True),
+])
+
+
+def sessions_table(fleet: FleetStatus, *, plain: bool = False) -> TableView:
+    rows: list[_SessionRow] = []
     for host in fleet.hosts:
         if host.report is None:
-            table.add_row(host.name, "", "", "", "", "", "", "",
-                          Text(f"unreachable: {host.problems[0]}", style=STYLE["unreachable"]))
+            rows.append(_SessionRow(host.name, unreachable=host.problems[0]))
             continue
-        for s in host.report.sessions:
-            active = "?" if s.last_activity_s is None else human_age(s.last_activity_s) + " ago"
-            attached = {True: "yes", False: "no", None: "?"}[s.attached]
-            table.add_row(host.name, s.agent, str(s.pid), human_age(s.age_s), active, attached,
-                          s.branch or "", s.cwd or "?", s.cmd)
-    return table
+        rows.extend(_SessionRow(host.name, s) for s in host.report.sessions)
+    return SESSION_COLUMNS.table(rows, plain=plain)
+
+
+def first_run_hint(fleet: FleetStatus, inventory: Inventory) -> str | None:
+    """When no SSH host answered at all — the shipped example fleet.yaml, or a new one — what to
+    do next, in a few lines for stderr (each host's own error is in the table)."""
+    remote = [h for h in fleet.hosts if h.spec.transport != "local"]
+    if not remote or any(h.reachable for h in remote):
+        return None
+    where = inventory.source or "fleet.yaml"
+    return "\n".join([
+        f"No SSH host of {where} could be reached. If these are the example's hosts:",
+        f"  1. edit the hosts in {where} to yours (every key: docs/fleet.md);",
+        "  2. check each host's key fingerprint, then trust it:",
+        f"       ssh-keyscan -p PORT HOST >> {inventory.ssh.known_hosts}",
+        f"  3. run `miyabi-ctl status --fleet {where}` again.",
+    ])
 
 
 def sessions_json(fleet: FleetStatus) -> dict[str, Any]:
@@ -172,7 +241,7 @@ def sessions_json(fleet: FleetStatus) -> dict[str, Any]:
             unreachable.append({"host": host.name, "error": host.problems[0]})
             continue
         sessions.extend({"host": host.name, "pid": s.pid, "ppid": s.ppid, "agent": s.agent,
-                         "age_s": s.age_s, "cwd": s.cwd, "cmd": s.cmd, **_activity(s)}
+                         "age_s": s.age_s, "cwd": s.cwd or None, "cmd": s.cmd, **_activity(s)}
                         for s in host.report.sessions)
     return {"generated_at": fleet.generated_at.isoformat(timespec="seconds"),
             "sessions": sessions, "unreachable": unreachable}
@@ -184,41 +253,11 @@ def _activity(s: AgentSession) -> dict[str, Any]:
             "attached": s.attached, "branch": s.branch, "mine": s.mine}
 
 
-# -- check (monitoring-plugins format) ------------------------------------------------------------
-
-def check_line(fleet: FleetStatus, inventory: Inventory) -> tuple[str, int]:
-    """``MIYABI <STATE> - <summary> | <perfdata>`` and its exit code (0/1/2/3)."""
-    state = NAGIOS[fleet.level]
-    bad = [h for h in fleet.hosts if h.level != "ok"]
-    if bad:
-        summary = "; ".join(f"{h.name} {NAGIOS[h.level]}: {', '.join(h.problems)}" for h in bad)
-    else:
-        summary = f"{len(fleet.hosts)} hosts ok"
-    perf = " ".join(p for h in fleet.hosts for p in _perfdata(h, inventory))
-    line = f"MIYABI {state} - {summary}" + (f" | {perf}" if perf else "")
-    return _one_line(line), NAGIOS_CODE[state]
+def _active(s: AgentSession | None) -> str:
+    if s is None:
+        return ""
+    return "?" if s.last_activity_s is None else human_age(s.last_activity_s) + " ago"
 
 
-def _perfdata(host: HostStatus, inventory: Inventory) -> list[str]:
-    report = host.report
-    if report is None:
-        return []
-    label = host.name.replace("'", "_").replace("=", "_")
-    out = []
-    if report.load_avg and report.cpu_count:
-        warn, crit = (round(t * report.cpu_count, 2) for t in inventory.thresholds.load_per_core)
-        out.append(f"'{label}_load'={report.load_avg[0]:g};{warn:g};{crit:g};0;")
-    total = len(report.sessions)
-    if host.spec.max_sessions is not None:
-        warn, crit = session_limits(host.spec.max_sessions, inventory)
-        out.append(f"'{label}_sessions'={total};{warn:g};{crit:g};0;")
-    else:
-        out.append(f"'{label}_sessions'={total};;;0;")
-    if report.repo is not None and report.repo.uncommitted is not None:
-        warn, crit = inventory.thresholds.uncommitted
-        out.append(f"'{label}_uncommitted'={report.repo.uncommitted};{warn:g};{crit:g};0;")
-    return out
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _attached(s: AgentSession | None) -> str:
+    return "" if s is None else {True: "yes", False: "no", None: "?"}[s.attached]

@@ -1,4 +1,4 @@
-"""Fleet files for lab hosts, and the operations plan's fleet rebuilt on the lab."""
+"""Fleet files for lab hosts, and the reference fleet (docs/reference-fleet.md) rebuilt on the lab."""
 
 from __future__ import annotations
 

@@ -128,9 +128,11 @@ def test_check_is_critical_and_says_why(plan_fleet: PlanFleet) -> None:
     assert "macbook CRITICAL: 32 claude sessions, max 8" in summary
     assert "majin CRITICAL: 300 uncommitted files" in summary
     assert "mugen WARNING: load 17.4 = 1.09/core" in summary
-    assert "'mugen_load'=17.4;16;32;0;" in perf.split()
-    assert "'macbook_sessions'=32;9;16;0;" in perf.split()
-    assert "'majin_uncommitted'=300;10;100;0;" in perf.split()
+    # thresholds as Nagios ranges reach check's state (tests/unit/test_check.py)
+    assert "'mugen_load'=17.4;;;0;" in perf.split()
+    assert "'mugen_load_per_core'=1.09;@1:;@2:;0;" in perf.split()
+    assert "'macbook_sessions'=32;8;15;0;" in perf.split()
+    assert "'majin_uncommitted'=300;9;99;0;" in perf.split()
 
 
 def test_check_on_healthy_host_is_ok(lab: Lab, tmp_path: Path) -> None:
@@ -138,8 +140,9 @@ def test_check_on_healthy_host_is_ok(lab: Lab, tmp_path: Path) -> None:
     fleet_file = write_fleet(tmp_path / "fleet.yaml", lab, {"calm": ssh_entry(calm, lab)})
     proc = cli("check", "--fleet", str(fleet_file))
     assert proc.returncode == 0, proc.stdout
-    assert proc.stdout == ("MIYABI OK - 1 hosts ok | 'calm_load'=0.5;2;4;0; 'calm_sessions'=0;;;0; "
-                           "'calm_uncommitted'=0;10;100;0;\n")
+    assert proc.stdout == ("MIYABI OK - calm ok | 'calm_load'=0.5;;;0; "
+                           "'calm_load_per_core'=0.25;@1:;@2:;0; 'calm_sessions'=0;;;0; "
+                           "'calm_uncommitted'=0;9;99;0;\n")
 
 
 def test_sessions_lists_every_session(plan_fleet: PlanFleet) -> None:

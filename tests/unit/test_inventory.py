@@ -86,9 +86,29 @@ def test_each_mistake_names_line_host_and_key(text: str, line: int, host: str | 
     assert str(err).startswith(f"fleet.yaml:{line}: ")
 
 
-def test_bad_yaml_names_the_line() -> None:
+def test_bad_yaml_names_the_line_where_the_construct_opened() -> None:
+    """The unclosed `{` is on line 2; the parser gives up on line 3: both are said, line 2 first."""
     err = error_of("hosts:\n  mugen: {ssh: mugen\n  majin: x\n")
-    assert err.line == 3 and "invalid YAML" in err.message
+    assert err.line == 2 and "invalid YAML" in err.message
+    assert "flow mapping opened here (column 10)" in err.message and "(line 3)" in err.message
+
+
+def test_unclosed_bracket_at_end_of_file_points_at_the_bracket() -> None:
+    err = error_of("ssh:\n  connect_timeout: 5\nhosts: [\n  a\n\n\n")
+    assert err.line == 3 and "flow sequence opened here" in err.message
+
+
+def test_other_yaml_errors_keep_the_line_of_the_problem() -> None:
+    err = error_of("hosts:\n  a: 1\n   b: 2\n")
+    assert err.line == 3 and err.message.startswith("invalid YAML: ")
+
+
+def test_undecodable_fleet_file_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_bytes(b"hosts:\n  a: {ssh: x}\n  b: \xff\xfe\n")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    assert caught.value.line == 3 and "not UTF-8" in caught.value.message
 
 
 def test_empty_file() -> None:
