@@ -94,7 +94,7 @@ def issues(
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
         board = read_claims(keeper, store)
     if not board.readable:
-        typer.echo(f"miyabi-ctl: warning: the claims could not be read, assignments shown are "
+        echo_lines(f"miyabi-ctl: warning: the claims could not be read, assignments shown are "
                    f"this controller's own: {board.error}", err=True)
     states = graph.states(assigned_map(board, store))
     if json_out:

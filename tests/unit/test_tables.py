@@ -45,6 +45,10 @@ def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (repo / "f").write_text("x")
     subprocess.run([*git, "add", "f"], check=True)
     subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    # an origin, so that `issues` can read the claims on it (docs/dispatch.md)
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], check=True)
+    subprocess.run([*git, "remote", "add", "origin", str(tmp_path / "origin.git")], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD"], check=True)
     for i in range(3):
         (repo / f"wip {i}.txt").write_text("w")
     (tmp_path / "backlog.yaml").write_text(BACKLOG)

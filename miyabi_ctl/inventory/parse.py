@@ -1,15 +1,10 @@
-"""The fleet inventory: find, parse and validate ``fleet.yaml``.
+"""fleet.yaml parsed and validated node by node.
 
 Validation walks YAML *nodes* rather than loaded Python objects so that every error can name the
 file, the line, the host and the key — a bad inventory is an operator's typo, not a traceback.
 """
 
-from __future__ import annotations
 
-import os
-import re
-import socket
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,189 +13,18 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from miyabi_ctl.errors import InventoryError
-
-HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-STRICT_CHOICES = ("yes", "accept-new", "no")
-TRANSPORTS = ("ssh", "local")
-
-
-@dataclass(frozen=True)
-class RepoSpec:
-    """The one repository every host works on."""
-
-    path: str = "~/miyabi-private"
-    main: str = "main"
-    remote: str = "origin"
-    feature: str | None = None
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    """Fleet-wide SSH behaviour; per-host values come from the host entry and ~/.ssh/config."""
-
-    config: str | None = "~/.ssh/config"
-    known_hosts: str = "~/.ssh/known_hosts"
-    strict_host_keys: str = "yes"
-    connect_timeout: float = 5.0
-    command_timeout: float = 30.0
-    max_parallel: int = 32
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """(warning, critical) pairs. ``sessions_over_max``: warn when sessions exceed max_sessions by
-    the first value or more; critical when they reach the second value times max_sessions."""
-
-    load_per_core: tuple[float, float] = (1.0, 2.0)
-    uncommitted: tuple[float, float] = (10, 100)
-    sessions_over_max: tuple[float, float] = (1, 2)
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """How one kind of agent session is recognised in a process list, and how it is launched.
-
-    A process is a session of this agent when the basename of its executable (argv[0]) is one of
-    ``executables``, or when it is a script interpreter (node, bun, deno) whose first
-    script argument contains one of ``scripts``.
-    """
-
-    name: str
-    executables: tuple[str, ...]
-    scripts: tuple[str, ...] = ()
-    launch: str | None = None
-
-
-DEFAULT_AGENTS: dict[str, AgentSpec] = {
-    "claude": AgentSpec(
-        "claude",
-        executables=("claude",),
-        scripts=("@anthropic-ai/claude-code/",),
-        # Unattended in a worktree: file edits accepted, git allowed, the repo's test command
-        # too when dispatch.test_command names it; anything else is denied, never asked about.
-        # The prompt precedes --allowedTools, which is variadic and would swallow it as a tool.
-        launch=('claude -p "$(cat {prompt_file})" --permission-mode acceptEdits '
-                '--allowedTools "Bash(git:*)" {test_tool}'),
-    ),
-    "codex": AgentSpec(
-        "codex",
-        executables=("codex",),
-        scripts=("@openai/codex/",),
-        # workspace-write sandbox (edits in the worktree, no network), no approval prompts.
-        launch='codex exec --full-auto "$(cat {prompt_file})"',
-    ),
-}
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """One machine of the fleet as the inventory describes it."""
-
-    name: str
-    transport: str = "ssh"
-    ssh: str | None = None
-    role: str | None = None
-    max_sessions: int | None = None
-    tags: tuple[str, ...] = ()
-    repo_path: str | None = None
-    identity_file: str | None = None
-    proxy_jump: str | None = None
-    line: int | None = None
-
-    def repo_path_or(self, repo: RepoSpec) -> str:
-        return self.repo_path or repo.path
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """The whole fleet: where it came from, its repo, SSH settings, thresholds, agents, hosts."""
-
-    source: Path | None
-    hosts: tuple[HostSpec, ...]
-    repo: RepoSpec = RepoSpec()
-    ssh: SSHSettings = SSHSettings()
-    thresholds: Thresholds = Thresholds()
-    agents: dict[str, AgentSpec] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
-    backlog: dict[str, Any] = field(default_factory=dict)
-    dispatch: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def implicit(self) -> bool:
-        """True when no fleet.yaml was found and the fleet is this machine alone."""
-        return self.source is None
-
-    def select(self, names: list[str] | None) -> list[HostSpec]:
-        """The hosts named on the command line (all when none), in inventory order."""
-        if not names:
-            return list(self.hosts)
-        known = {h.name: h for h in self.hosts}
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            where = self.source or "the implicit local fleet"
-            raise InventoryError(
-                f"unknown host {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(known) or 'none'}) in {where}"
-            )
-        wanted = set(names)
-        return [h for h in self.hosts if h.name in wanted]
-
-
-# --------------------------------------------------------------------------------------------
-# Discovery
-
-
-def find_fleet_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """--fleet, else $MIYABI_FLEET, else ./fleet.yaml, else $XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml."""
-    for named, origin in ((explicit, "--fleet"), (os.environ.get("MIYABI_FLEET"), "MIYABI_FLEET")):
-        if named:
-            path = Path(named).expanduser()
-            if not path.is_file():
-                raise InventoryError(f"{path}: no such fleet file (from {origin})")
-            return path
-    local = Path("fleet.yaml")
-    if local.is_file():
-        return local
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    user = xdg / "miyabi-ctl" / "fleet.yaml"
-    return user if user.is_file() else None
-
-
-def load_inventory(explicit: str | os.PathLike[str] | None = None) -> Inventory:
-    """Find and parse the fleet; with no file at all, the fleet is this machine alone."""
-    path = find_fleet_file(explicit)
-    if path is None:
-        return local_only_inventory()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
-        raise InventoryError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                             f"{exc.start})", path=path, line=line) from None
-    except OSError as exc:
-        raise InventoryError(f"cannot read the fleet file: {exc.strerror or exc}",
-                             path=path) from None
-    return parse_inventory(text, path)
-
-
-def local_only_inventory() -> Inventory:
-    """A one-host fleet: the controller itself, looking at the git repository it stands in."""
-    name = socket.gethostname().split(".")[0] or "localhost"
-    return Inventory(
-        source=None,
-        hosts=(HostSpec(name=name, transport="local", role="local"),),
-        repo=RepoSpec(path=_enclosing_repo(Path.cwd())),
-    )
-
-
-def _enclosing_repo(start: Path) -> str:
-    for candidate in (start, *start.parents):
-        if (candidate / ".git").exists():
-            return str(candidate)
-    return str(start)
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing
+from miyabi_ctl.inventory.model import (
+    DEFAULT_AGENTS,
+    HOST_NAME_RE,
+    STRICT_CHOICES,
+    TRANSPORTS,
+    AgentSpec,
+    HostSpec,
+    Inventory,
+    RepoSpec,
+    SSHSettings,
+    Thresholds,
+)
 
 
 class _Walker:
