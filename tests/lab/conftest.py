@@ -11,6 +11,8 @@ from tests.conftest import in_ci
 from tests.lab.fleets import FEATURE, PlanFleet, ssh_entry, write_fleet
 from tests.lab.harness import Lab, lab_unavailable_reason
 
+_LABS: list[Lab] = []  # the session's lab, once a test asked for it
+
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
@@ -21,7 +23,30 @@ def lab() -> Iterator[Lab]:
             pytest.fail(f"SSH lab unavailable in CI: {reason}")
         pytest.skip(f"SSH lab unavailable: {reason}")
     with Lab() as the_lab:
+        _LABS.append(the_lab)
         yield the_lab
+        _LABS.clear()
+
+
+def _claim_refs(the_lab: Lab) -> set[str]:
+    out = subprocess.run(["git", "-C", str(the_lab.origin), "for-each-ref",
+                          "--format=%(refname)", "refs/miyabi/"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+@pytest.fixture(autouse=True)
+def claims_stay_in_their_test() -> Iterator[None]:
+    """Every lab host shares one origin, so the claims a test's dispatches leave there
+    (refs/miyabi/claims/N, docs/dispatch.md) would hold those issue numbers, and show runs on
+    hosts of other fleets, in the next test: a test's new claims are removed when it ends, as a
+    recall would release them (claims made by module fixtures stay for their module)."""
+    before = _claim_refs(_LABS[0]) if _LABS else set()
+    yield
+    if _LABS:
+        for ref in sorted(_claim_refs(_LABS[0]) - before):
+            subprocess.run(["git", "-C", str(_LABS[0].origin), "update-ref", "-d", ref],
+                           check=True)
 
 
 @pytest.fixture(scope="session")

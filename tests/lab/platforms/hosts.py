@@ -70,9 +70,12 @@ def _home(host: LabHost, outside: Path, uid: int, *, clone: bool = True,
     """A login's home: the lab's key, a git identity, a clone of origin, owned by ``uid``."""
     (outside / ".ssh").mkdir(parents=True, exist_ok=True)
     (outside / ".ssh" / "authorized_keys").write_text(host.lab._client_pub)
+    # The lab's origin is a directory owned by root; a user's real origin is a server, which
+    # git does not check for ownership: trusted here so a non-root login can fetch from it.
     (outside / ".gitconfig").write_text(
         f"[user]\n\tname = {host.name} dev\n\temail = dev@{host.name}.lab.invalid\n"
-        "[init]\n\tdefaultBranch = main\n")
+        "[init]\n\tdefaultBranch = main\n"
+        f"[safe]\n\tdirectory = {host.lab.origin}\n")
     if clone and not (outside / "miyabi-private").exists():
         _git("clone", "-q", str(host.lab.origin), str(outside / "miyabi-private"))
         if origin:
