@@ -1,0 +1,199 @@
+"""Issue 9's loss paths, each proved on a byte-exact inventory (tests/lab/inventory.py): every
+path, the index, HEAD, refs and stash before a repair are, after it, on disk or in the verified
+backup; where that cannot be proved the repair refuses and names the paths."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab import inventory
+from tests.lab.fleets import ssh_entry, write_fleet
+from tests.lab.harness import Lab
+from tests.lab.test_dispatch_lab import install_fake_agent
+from tests.lab.test_phase0_lab import P0, cli, git
+
+REPO = "/root/miyabi-private"
+
+
+@pytest.fixture(scope="module")
+def p0(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> P0:
+    return P0(lab, tmp_path_factory.mktemp("lossless"))
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+def backup_json(fleet: Path, state: Path, *more: str) -> dict:
+    proc = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", "--json", *more,
+               state=state)
+    return {"rc": proc.returncode, **json.loads(proc.stdout)["hosts"][0]}
+
+
+def test_clean_keeps_ignored_files_whose_ignore_rules_are_uncommitted(p0: P0, state: Path) -> None:
+    host = p0.host("ll-rules")
+    repo = host.repo
+    (repo / ".gitignore").write_text("*.log\n")
+    (repo / "conf").write_text("tracked file\n")
+    git("add", ".gitignore", "conf", cwd=repo)
+    git("commit", "-qm", "ignore logs", cwd=repo)
+    # 1. a tracked .gitignore edited to add secrets/
+    (repo / ".gitignore").write_text("*.log\nsecrets/\n")
+    (repo / "secrets").mkdir()
+    (repo / "secrets" / "a.key").write_text("key a\n")
+    (repo / "secrets" / "b.key").write_text("key b\n")
+    # 2. a staged new data/.gitignore
+    (repo / "data").mkdir()
+    (repo / "data" / ".gitignore").write_text("seed.json\ncache/\n")
+    (repo / "data" / "seed.json").write_text('{"seed": 1}\n')
+    (repo / "data" / "cache").mkdir()
+    (repo / "data" / "cache" / "c.bin").write_bytes(b"\0cache")
+    git("add", "data/.gitignore", cwd=repo)
+    # 3. a tracked file replaced by a directory holding an ignored file
+    (repo / "conf").unlink()
+    (repo / "conf").mkdir()
+    (repo / "conf" / "run.log").write_text("only here\n")
+    fleet = p0.fleet("ll-rules", [host])
+    before = inventory.take(repo)
+
+    refused = backup_json(fleet, state, "--clean")
+    assert refused["rc"] == 1 and refused["verified"] and not refused["cleaned"]
+    assert "conf/run.log" in refused["message"], refused["message"]
+    backups = [inventory.backup_files(p0.origin, refused["commit"])]
+    assert inventory.lost(before, backups=backups) == []
+
+    (repo / "conf" / "run.log").rename(repo / "run.log")  # the operator keeps it elsewhere
+    before = inventory.take(repo)
+    done = backup_json(fleet, state, "--clean")
+    assert done["rc"] == 0 and done["cleaned"], done["message"]
+    backups.append(inventory.backup_files(p0.origin, done["commit"]))
+    assert inventory.lost(before, backups=backups) == []
+    # The files the old rules do not ignore are simply left on disk (untracked now).
+    assert (repo / "secrets" / "a.key").read_text() == "key a\n"
+    assert (repo / "data" / "seed.json").exists() and (repo / "conf").read_text() == "tracked file\n"
+
+
+def test_backup_holds_skip_worktree_edits_and_working_tree_bytes_the_plan_names_the_rest(
+        p0: P0, state: Path) -> None:
+    host = p0.host("ll-bytes")
+    repo = host.repo
+    (repo / ".gitattributes").write_text("*.crlf text eol=crlf\n")
+    (repo / "hidden.cfg").write_text("committed\n")
+    (repo / "quiet.cfg").write_text("committed\n")
+    (repo / "t.crlf").write_bytes(b"a\r\nb\r\n")
+    git("add", ".gitattributes", "hidden.cfg", "quiet.cfg", "t.crlf", cwd=repo)
+    git("commit", "-qm", "configs", cwd=repo)
+    git("config", "core.autocrlf", "true", cwd=repo)
+    git("update-index", "--skip-worktree", "hidden.cfg", cwd=repo)
+    git("update-index", "--assume-unchanged", "quiet.cfg", cwd=repo)
+    (repo / "hidden.cfg").write_text("local edit under skip-worktree\n")
+    (repo / "quiet.cfg").write_text("local edit under assume-unchanged\n")
+    (repo / "mixed.txt").write_bytes(b"m1\r\nm2\n")
+    (repo / "t.crlf").write_bytes(b"a\nb\r\nc\n")
+    (repo / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (repo / "key.pem").chmod(0o600)
+    (repo / "empty").mkdir()
+    import os
+    os.mkfifo(repo / "pipe")
+    fleet = p0.fleet("ll-bytes", [host])
+    before = inventory.take(repo)
+
+    plan = json.loads(cli("phase0", "backup", "--fleet", str(fleet), "--json", state=state)
+                      .stdout)["hosts"][0]
+    notes = " ".join(plan["notes"])
+    assert "key.pem" in notes and "0600" in notes, notes
+    assert "pipe" in notes and "empty" in notes, notes
+
+    done = backup_json(fleet, state, "--clean")
+    assert done["rc"] == 0 and done["cleaned"], done["message"]
+    backup = inventory.backup_files(p0.origin, done["commit"])
+    assert backup["mixed.txt"][1] == b"m1\r\nm2\n"
+    assert backup["t.crlf"][1] == b"a\nb\r\nc\n"
+    assert backup["hidden.cfg"][1] == b"local edit under skip-worktree\n"
+    assert backup["quiet.cfg"][1] == b"local edit under assume-unchanged\n"
+    assert inventory.lost(before, backups=[backup]) == []
+    assert (repo / "pipe").exists() and (repo / "empty").is_dir()  # never removed by a clean
+
+    restored = cli("phase0", "restore", "ll-bytes", done["branch"], "--fleet", str(fleet),
+                   state=state)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert (repo / "mixed.txt").read_bytes() == b"m1\r\nm2\n"
+    assert (repo / "t.crlf").read_bytes() == b"a\nb\r\nc\n"
+    assert (repo / "hidden.cfg").read_text() == "local edit under skip-worktree\n"
+
+
+def test_fast_forwards_never_overwrite_ignored_files(p0: P0, state: Path) -> None:
+    chosen = p0.host("ll-ffa")
+    other = p0.host("ll-ffb")
+    for host in (chosen, other):
+        (host.repo / ".git" / "info" / "exclude").write_text("data/\n.env\n")
+    (chosen.repo / "data").mkdir()
+    (chosen.repo / "data" / "seed.json").write_text("my local seed\n")
+    (other.repo / ".env").write_text("TOKEN=mine\n")
+    p0.commit_to_origin("ll/ff", {"data/seed.json": "upstream seed\n", ".env": "TOKEN=x\n"},
+                        "track seed and env")
+    fleet = p0.fleet("ll-ff", [chosen, other])
+    befores = {h.name: inventory.take(h.repo) for h in (chosen, other)}
+
+    proc = cli("phase0", "merge", "--from", "ll/ff", "--on", "ll-ffa", "--sync", "--fleet",
+               str(fleet), "--apply", "--yes", "--json", state=state)
+    doc = json.loads(proc.stdout)
+    assert doc["pushed"], proc.stdout
+    assert doc["local"] is None and "data/seed.json" in " ".join(doc["notes"]), doc
+    text = json.dumps(doc)
+    assert ".env" in text, text
+    for host in (chosen, other):
+        assert inventory.lost(befores[host.name]) == []
+    assert (chosen.repo / "data" / "seed.json").read_text() == "my local seed\n"
+    assert (other.repo / ".env").read_text() == "TOKEN=mine\n"
+
+
+# -- recall ------------------------------------------------------------------------------------
+
+def recall_host(lab: Lab, tmp_path: Path, name: str, issue: int) -> tuple:
+    host = lab.add_host(name, load=(0.2, 0.2, 0.2), cpus=2)
+    install_fake_agent(host)
+    backlog = tmp_path / "backlog.yaml"
+    backlog.write_text(yaml.safe_dump({"issues": [{"number": issue, "title": "lossless"}]}))
+    fleet = write_fleet(tmp_path / "fleet.yaml", lab, {name: ssh_entry(host, lab, max_sessions=2)},
+                        extra=f"backlog:\n  file: {backlog}\n")
+    assert cli("dispatch", "--apply", "--yes", "--fleet", str(fleet),
+               state=tmp_path).returncode == 0
+    return host, fleet, f"/root/.miyabi/worktrees/issue-{issue}"
+
+
+def test_recall_keeps_detached_head_commits_on_a_ref(lab: Lab, tmp_path: Path) -> None:
+    host, fleet, wt = recall_host(lab, tmp_path, "ll-detached", 9301)
+    host.sh(f"cd {wt} && git switch -q --detach && echo x >d.txt && git add d.txt"
+            " && git -c user.name=a -c user.email=a@b commit -qm detached")
+    before = inventory.take(host.home / wt.removeprefix("/root/"))
+    proc = cli("recall", "9301", "--apply", "--yes", "--fleet", str(fleet), state=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "detached" in proc.stdout, proc.stdout
+    assert inventory.lost(before, refs_repo=host.repo) == []
+
+
+def test_recall_stops_every_process_in_the_worktree_and_backs_up_what_they_wrote(
+        lab: Lab, tmp_path: Path) -> None:
+    host, fleet, wt = recall_host(lab, tmp_path, "ll-writer", 9302)
+    writer = host.spawn(["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >>log.txt;"
+                         " echo $i >/root/last-written; sleep 0.02; done"], cwd=wt)
+    second = host.spawn_agent("claude", cwd=f"{wt}")
+    time.sleep(0.5)
+    proc = cli("recall", "9302", "--apply", "--yes", "--fleet", str(fleet), state=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert writer not in host.pids() and second not in host.pids()
+    last = (host.home / "last-written").read_text()
+    branch = next(w for w in proc.stdout.split() if w.startswith("origin/backup/issue-9302"))
+    saved = host.sh(f"git --git-dir {lab.origin} show {branch.removeprefix('origin/')}:log.txt",
+                    check=False)
+    assert saved.returncode == 0, saved.stderr
+    assert saved.stdout.splitlines()[-1] == last.strip()
