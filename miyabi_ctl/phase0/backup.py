@@ -71,6 +71,8 @@ class Snapshot:
     deleted: int = 0
     new_gitlinks: int = 0
     refs: list[BackupRef] = field(default_factory=list)
+    unkept: list[str] = field(default_factory=list)  # "fifo PATH", "empty-dir PATH", "mode 0600 PATH"
+    journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
     refuse: str | None = None
     norepo: str | None = None
 
@@ -156,6 +158,10 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
         if key == "ref":
             ref, commit, tree, itree = value.split(" ")
             snap.refs.append(BackupRef(ref, commit, tree, None if itree == "-" else itree))
+        elif key == "unkept":
+            snap.unkept.append(value)
+        elif key == "journal":
+            snap.journal.append(value)
         elif key in ("top", "remote", "head", "branch", "tree", "head_tree", "index_tree",
                      "refuse", "norepo"):
             setattr(snap, key, value or None)
@@ -174,6 +180,22 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
         elif key == "head_gitlinks":
             snap.new_gitlinks -= int(value or 0)
     return snap
+
+
+def unkept_note(unkept: list[str]) -> str:
+    """What git has no place for, in words: FIFOs, sockets and empty directories are in no backup
+    (a clean leaves them where they are), and owner-only modes come back as 0644 or 0755."""
+    words = []
+    for item in unkept:
+        kind, _, rest = item.partition(" ")
+        if kind == "mode":
+            mode, _, path = rest.partition(" ")
+            words.append(f"{path} (mode {mode}: restored as 0644/0755)")
+        else:
+            words.append(f"{rest} ({kind.replace('-', ' ')}: not in the backup)")
+    more = " and maybe more" if len(unkept) >= 20 else ""
+    return ("git cannot keep: " + ", ".join(words) + more
+            + "; a clean never removes FIFOs, sockets or empty directories")
 
 
 def branch_pattern(label: str) -> re.Pattern[str]:
@@ -198,6 +220,8 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
     if snap.new_gitlinks > 0:
         plan.notes.append(f"{snap.new_gitlinks} embedded repositories are recorded as a commit id "
                           "only (their files are not in the backup; --clean leaves them in place)")
+    if snap.unkept:
+        plan.notes.append(unkept_note(snap.unkept))
     staged = snap.index_tree if snap.index_tree != snap.head_tree else None
     if snap.tree == snap.head_tree and staged is None:
         plan.action, plan.reason = "clean", "no uncommitted work"

@@ -32,6 +32,7 @@ top=$(git rev-parse --show-toplevel 2>/dev/null) || { say norepo "not a git repo
 cd "$top" || fail "cannot enter $top"
 say top "$top"
 gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
+journal=$gitdir/miyabi-ctl.journal
 index=$(git rev-parse --git-path index)
 case $index in /*) ;; *) index=$top/$index ;; esac
 objects=$(cd "$(git rev-parse --git-path objects)" && pwd) || fail "no object directory"
@@ -42,28 +43,94 @@ if [ -z "$remote" ]; then
 fi
 say remote "$remote"
 
+# Milliseconds since the epoch where date has %N (GNU, busybox), else whole seconds.
+now_ms() {
+  t=$(date +%s%N 2>/dev/null)
+  case $t in *N|'') echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac
+}
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-backup.XXXXXX") || fail "mktemp failed"
 trap 'rm -rf "$tmp"' EXIT HUP INT TERM
+
+# The snapshot is the working tree's bytes: `add` runs under a stand-in git directory whose
+# info/attributes (the highest-precedence attributes file) turns off every conversion (eol,
+# autocrlf, clean filters such as LFS, ident, encodings); objects, ignore rules and the
+# repository's config are the real ones. Writes nothing in the repository but objects.
+raw=$tmp/raw
+mkdir -p "$raw/info" "$raw/refs" "$raw/objects" || fail "mktemp failed"
+git rev-parse -q --verify HEAD >"$raw/HEAD" 2>/dev/null || echo 0000000000000000000000000000000000000000 >"$raw/HEAD"
+common=$(cd "$(git rev-parse --git-common-dir)" && pwd) || fail "no git directory"
+cp "$common/config" "$raw/config" 2>/dev/null
+[ -f "$common/info/exclude" ] && cp "$common/info/exclude" "$raw/info/exclude"
+printf '* -text -filter -ident -crlf -working-tree-encoding !eol\n' >"$raw/info/attributes"
+R() {
+  GIT_DIR=$raw GIT_WORK_TREE=$top GIT_OBJECT_DIRECTORY=${GIT_OBJECT_DIRECTORY:-$objects} \
+    git -c core.autocrlf=false -c core.safecrlf=false -c core.sparseCheckout=false \
+    -c core.fsmonitor=false -c core.splitIndex=false -c core.untrackedCache=false "$@"
+}
+# Could a file's index blob differ from its bytes (an eol rule, autocrlf, a filter)? Then the
+# index's stat cache cannot be trusted for the snapshot, and every file is read again.
+convert=0
+case $(git config --get core.autocrlf) in true|input) convert=1 ;; esac
+for f in "$common/info/attributes" "$(git config --get core.attributesFile)" \
+         "${XDG_CONFIG_HOME:-$HOME/.config}/git/attributes" /etc/gitattributes; do
+  [ -n "$f" ] && [ -s "$f" ] && convert=1
+done
+[ "$convert" = 0 ] && [ -n "$(git --no-optional-locks ls-files -z -c -o -- ':(glob)**/.gitattributes' | head -c 1)" ] && convert=1
 
 # The working tree as a tree object, built in a copy of the index (cp -p keeps its mtime, so
 # git's racy-clean protection works as it does on the real one). Prints the tree id.
 snapshot_tree() {
-  if [ -f "$index" ]; then cp -p "$index" "$tmp/index" || return 1
-  else GIT_INDEX_FILE=$tmp/index git read-tree HEAD || return 1; fi
-  # assume-unchanged would make `add` skip a modified file: clear it in the copy only.
-  if GIT_INDEX_FILE=$tmp/index git ls-files -v | grep -q '^[a-z]'; then
-    GIT_INDEX_FILE=$tmp/index git ls-files -z | GIT_INDEX_FILE=$tmp/index xargs -0 \
-      git update-index --no-assume-unchanged -- || return 1
+  if [ -f "$index" ] && [ "$convert" = 0 ]; then cp -p "$index" "$tmp/index" || return 1
+  else GIT_INDEX_FILE=$tmp/index git read-tree "$(index_tree)" || return 1; fi
+  # assume-unchanged and skip-worktree would make `add` skip an edited file: in the copy only,
+  # clear them where the file is on disk; a skip-worktree file absent from disk (a sparse
+  # checkout) keeps its bit, so it is not recorded as deleted.
+  if git --no-optional-locks ls-files -v | grep -q '^[a-zS]'; then
+    git --no-optional-locks ls-files -v -z | xargs -0 sh -c '
+      for e do
+        p=${e#??}
+        case $e in
+          [a-z]\ *) printf "%s\0" "$p" >>"$0/flagged" ;;
+          S\ *) if [ -e "$p" ] || [ -L "$p" ]; then printf "%s\0" "$p" >>"$0/flagged"
+                else printf "%s\0" "$p" >>"$0/sparse"; fi ;;
+        esac
+      done' "$tmp"
+    if [ -f "$tmp/flagged" ]; then
+      GIT_INDEX_FILE=$tmp/index git update-index --no-assume-unchanged --no-skip-worktree \
+        -z --stdin <"$tmp/flagged" || return 1
+    fi
+    if [ -f "$tmp/sparse" ]; then
+      GIT_INDEX_FILE=$tmp/index git update-index --skip-worktree -z --stdin <"$tmp/sparse" || return 1
+    fi
+    rm -f "$tmp/flagged" "$tmp/sparse"
   fi
-  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
-  GIT_INDEX_FILE=$tmp/index G write-tree
+  GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
+  GIT_INDEX_FILE=$tmp/index R write-tree
 }
 
 # The working tree again, in the index copy snapshot_tree left: files it already hashed and that
 # did not change since are not read again, so this is quick.
 recheck_tree() {
-  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
-  GIT_INDEX_FILE=$tmp/index G write-tree
+  GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
+  GIT_INDEX_FILE=$tmp/index R write-tree
+}
+
+# What git cannot hold, in the work tree outside ignored paths: FIFOs and sockets, empty
+# directories, and files only their owner may read (a backup brings them back 0644 or 0755).
+# Prints `unkept=KIND PATH` lines, at most 20.
+unkept() {
+  find . -name .git -prune -o \( -type p -o -type s -o \( -type d -empty \) \
+       -o \( -type f ! -perm -044 \) \) -print 2>/dev/null | sed 's|^\./||' | grep -v '^\.$' |
+    git --no-optional-locks check-ignore --stdin -n -v 2>/dev/null |
+    sed -n 's/^::	//p' | head -n 20 | while IFS= read -r f; do
+      if [ -p "$f" ]; then say unkept "fifo $f"
+      elif [ -S "$f" ]; then say unkept "socket $f"
+      elif [ -d "$f" ]; then say unkept "empty-dir $f"
+      else say unkept "mode $(ls -ld "$f" | awk '{ m = 0; s = substr($1, 2, 9)
+          for (i = 1; i <= 9; i++) { m = m * 2 + (substr(s, i, 1) != "-") }
+          printf "%04o", m }') $f"; fi
+    done
 }
 
 # The working directory of a process now (Linux /proc, else lsof), or nothing.
@@ -93,6 +160,10 @@ index_tree() {
 }
 
 facts() {
+  # Cleans this host started that the controller may not have recorded (see commit).
+  if [ -f "$journal" ]; then
+    while IFS= read -r line; do say journal "$line"; done <"$journal"
+  fi
   head=$(git rev-parse -q --verify 'HEAD^{commit}') || refuse "the repository has no commits yet"
   say head "$head"
   if branch=$(git symbolic-ref -q --short HEAD); then say branch "$branch"; else say detached 1; fi
@@ -106,8 +177,15 @@ facts() {
       'if [ -n "$(git status --porcelain)" ]; then printf "%s " "$displaypath"; fi' 2>/dev/null)
     [ -n "$dirty" ] && refuse "submodules have uncommitted changes inside them (${dirty% }): commit or back them up there first; a superproject backup records only their commit"
   fi
-  tree=$(snapshot_tree) || fail "cannot snapshot the working tree: $(tail -n 1 "$tmp/add.err" 2>/dev/null)"
+  if ! tree=$(snapshot_tree); then
+    why=$(grep -v '^fatal: adding files failed' "$tmp/add.err" 2>/dev/null | head -n 3 | tr '\n' ' ')
+    case $why in *"does not have a commit checked out"*)
+      why="$why(a repository nested in the work tree has no commit yet: commit in it, or move it out of the tree)" ;;
+    esac
+    fail "cannot snapshot the working tree: ${why:-$(tail -n 1 "$tmp/add.err" 2>/dev/null)}"
+  fi
   say tree "$tree"
+  unkept
   say head_tree "$(git rev-parse 'HEAD^{tree}')"
   itree=$(index_tree) || fail "cannot read the index"
   say index_tree "$itree"
@@ -192,6 +270,12 @@ commit() {
   fi
   # Clean only what is saved: the files must still be exactly the snapshot.
   [ "$(git rev-parse -q --verify HEAD)" = "$head" ] || refuse "HEAD moved since the snapshot: not cleaning"
+  [ -e "$(git rev-parse --git-path index.lock)" ] &&
+    refuse "$(git rev-parse --git-path index.lock) exists: another git is running here, or one crashed (remove the file if no git is running): not cleaning"
+  # What HEAD's files would be written over that no backup holds (an ignored file in the way).
+  way=$(in_the_way "$tree" "$head")
+  [ -z "$way" ] ||
+    refuse "cleaning would write HEAD's files over what no backup holds (ignored or in the way): $(printf '%s\n' "$way" | head -n 10 | tr '\n' ' ')- move them away first: not cleaning"
   now=$(snapshot_tree) || fail "cannot re-check the working tree before cleaning"
   [ "$now" = "$tree" ] || refuse "the working tree changed since the snapshot (is an agent working here?): not cleaning"
   [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
@@ -204,10 +288,28 @@ commit() {
   [ "$(git rev-parse -q --verify HEAD)" = "$head" ] && [ "$(recheck_tree)" = "$tree" ] &&
     [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
     refuse "the working tree changed while it was being checked (is someone working here?): not cleaning"
-  git reset -q --hard "$head" || fail "git reset --hard failed"
-  git clean -fdq || fail "git clean failed"
+  # The clean itself: from the snapshot's tree back to HEAD, touching only the paths the
+  # snapshot changed (`read-tree -m -u` in the snapshot's index, whose stat data is fresh: a
+  # file changed since the last check stops it before it writes anything). Files the snapshot
+  # does not hold (ignored, or new since) are never removed: untracked dirs emptied of the
+  # snapshot's files go, the rest stays and is counted in `left`.
+  # The journal, in the repository's git directory, says the clean started before it does: a
+  # controller that dies now (Ctrl-C, a crash) still finds it on its next run, for the audit log.
+  jid=$sha.$(date +%s)
+  say journal_id "$jid"
+  printf 'start %s %s %s %s\n' "$jid" "$(date +%s)" "$branch" "$head" >>"$journal" ||
+    refuse "cannot write the journal $journal: not cleaning"
+  t0=$(now_ms)
+  GIT_INDEX_FILE=$tmp/index G read-tree -m -u "$tree" "$head" >"$tmp/err" 2>&1 </dev/null ||
+    refuse "the working tree changed while it was being cleaned; nothing was written: $(grep -v '^ *$' "$tmp/err" | head -n 3 | tr '\n\t' '  ')"
+  say window_ms "$(( $(now_ms) - t0 ))"
+  G reset -q --no-refresh "$head" -- 2>"$tmp/err" >/dev/null ||
+    fail "the files were cleaned but the index could not be reset: $(tail -n 1 "$tmp/err")"
+  G update-index -q --refresh >/dev/null 2>&1
   say cleaned 1
-  say left "$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')"
+  left=$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')
+  say left "$left"
+  printf 'done %s %s %s\n' "$jid" "$(date +%s)" "$left" >>"$journal"
 }
 
 restore() {
@@ -227,13 +329,16 @@ restore() {
     refuse "HEAD is $head but the backup was taken on $parent: check that out first (git switch --detach $parent, or the branch that points there)"
   # Files: write every file of the backup, then remove those the backup does not have.
   GIT_INDEX_FILE=$tmp/restore git read-tree "$sha" || fail "cannot read $ref"
-  GIT_INDEX_FILE=$tmp/restore git checkout-index -a -f || fail "cannot write the files of $ref"
+  # The backup holds the working tree's bytes: they are written back without conversion.
+  GIT_INDEX_FILE=$tmp/restore R checkout-index -a -f || fail "cannot write the files of $ref"
   git diff-tree -r -z --no-renames --name-only --diff-filter=D HEAD "$sha" |
     (cd "$top" && xargs -0 rm -f --) || fail "cannot remove files deleted in $ref"
   say files "$(git diff-tree -r -z --no-renames --name-only HEAD "$sha" | tr -cd '\0' | wc -c | tr -d ' ')"
   # Index: the staged versions, when the backup recorded them (second parent).
   if istaged=$(git rev-parse -q --verify "$sha^2^{tree}"); then
-    git read-tree "$istaged" && git update-index -q --refresh >/dev/null
+    git read-tree "$istaged" 2>"$tmp/err" ||
+      fail "the files are restored, but not the index: $(tail -n 1 "$tmp/err")"
+    git update-index -q --refresh >/dev/null
     say index restored
   else
     git update-index -q --refresh >/dev/null
@@ -249,7 +354,10 @@ case $mode in
     export GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
     facts ;;
   snapshot) facts ;;
-  commit) commit "$@" ;;
+  commit)
+    # The controller recorded what the journal held (it read it from the snapshot just before).
+    rm -f "$journal"
+    commit "$@" ;;
   restore) restore "$@" ;;
   *) fail "unknown mode $mode" ;;
 esac
