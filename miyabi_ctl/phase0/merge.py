@@ -49,6 +49,7 @@ class BranchState:
     from_ahead: int = 0
     from_relation: str = "none"  # ahead, same, behind, diverged, none (no local branch)
     remote_error: str | None = None
+    from_merged: bool = False  # FROM is already in the remote's INTO
 
 
 @dataclass
@@ -131,6 +132,7 @@ def read_state(host: Host, path: str, remote: str, from_: str, into: str, *,
     state.from_ahead = int(v.get("from_ahead", "0") or 0)
     state.from_relation = v.get("from_relation", "none")
     state.remote_error = v.get("remote_error")
+    state.from_merged = v.get("from_merged") == "1"
     return state
 
 
@@ -185,6 +187,10 @@ def decide_merge(from_: str, into: str, remote: str, states: dict[str, BranchSta
         return plan
     if plan.source == chosen.into_remote:
         plan.action, plan.reason = "nothing", f"{from_} is the same commit as {remote}/{into}"
+        return plan
+    if chosen.from_merged:
+        plan.action = "nothing"
+        plan.reason = f"{plan.source_name} is already merged into {remote}/{into}"
         return plan
     plan.action = "merge"
     plan.reason = (f"merge {plan.source_name} ({plan.source[:12]}) into {into} on {chosen.host}, "
@@ -271,7 +277,12 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
                        notes=_multi(result.stdout, "note"))
     before = {"branch": fresh.branch, "head": fresh.head, "into": fresh.into_local,
               "remote_into": fresh.into_remote}
-    if out.ok:
+    if out.ok and v.get("already_merged"):
+        out.message = (f"{plan.source_name} is already merged into {plan.into} "
+                       f"({v['already_merged'][:12]}): nothing to do")
+        audit.record(host.name, "merge", result="skipped", before=before,
+                     error="already merged", source=plan.source)
+    elif out.ok:
         where = f"pushed to {plan.remote}/{plan.into}" if out.pushed else "not pushed (--no-push)"
         local = {"fast-forwarded": f"; the working tree's {plan.into} fast-forwarded",
                  "updated": f"; the local {plan.into} fast-forwarded",

@@ -156,6 +156,13 @@ def test_fast_forwards_never_overwrite_ignored_files(p0: P0, state: Path) -> Non
         assert inventory.lost(befores[host.name]) == []
     assert (chosen.repo / "data" / "seed.json").read_text() == "my local seed\n"
     assert (other.repo / ".env").read_text() == "TOKEN=mine\n"
+    # Merged already: said so, not "merged" again.
+    again = cli("phase0", "merge", "--from", "ll/ff", "--on", "ll-ffa", "--fleet", str(fleet),
+                "--json", state=state)
+    doc = json.loads(again.stdout)
+    doc = doc.get("plan", doc)
+    assert (doc["action"], doc["reason"]) == (
+        "nothing", "origin/ll/ff is already merged into origin/main"), doc
 
 
 # -- recall ------------------------------------------------------------------------------------
