@@ -21,9 +21,14 @@ from pathlib import Path
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
 
 
-def git(repo: Path | str, *args: str, check: bool = True) -> bytes:
+def git(repo: Path | str, *args: str, check: bool = True, git_dir: Path | None = None) -> bytes:
+    """git in ``repo``; ``git_dir`` for a linked worktree whose .git file names a path as seen
+    inside a lab host."""
+    env = {**os.environ, **GIT_ENV}
+    if git_dir is not None:
+        env.update(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(repo))
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=check,
-                          env={**os.environ, **GIT_ENV}).stdout
+                          env=env).stdout
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Inventory:
     head_ref: str = ""
     refs: dict[str, str] = field(default_factory=dict)
     stash: list[str] = field(default_factory=list)
+    git_dir: Path | None = None
 
     def commits(self) -> set[str]:
         """Every commit a ref, HEAD or the stash held."""
@@ -78,21 +84,24 @@ def walk(root: Path) -> dict[str, Entry]:
     return found
 
 
-def take(repo: Path | str) -> Inventory:
+def take(repo: Path | str, git_dir: Path | None = None) -> Inventory:
     root = Path(repo)
-    inv = Inventory(root, walk(root))
-    for raw in git(root, "ls-files", "-s", "-t", "-v", "-z").split(b"\0"):
+    inv = Inventory(root, walk(root), git_dir=git_dir)
+
+    def git(*args: str, check: bool = True) -> bytes:
+        return globals()["git"](root, *args, check=check, git_dir=git_dir)
+
+    for raw in git("ls-files", "-s", "-t", "-v", "-z").split(b"\0"):
         if raw:
             meta, _, path = raw.decode("utf-8", "surrogateescape").partition("\t")
             tag, mode, sha, _stage = meta.split(" ")
             inv.index.append((tag, mode, sha, path))
-    inv.head = git(root, "rev-parse", "-q", "--verify", "HEAD", check=False).decode().strip()
-    inv.head_ref = git(root, "symbolic-ref", "-q", "HEAD", check=False).decode().strip()
-    for line in git(root, "for-each-ref", "--format=%(refname) %(objectname)").decode().splitlines():
+    inv.head = git("rev-parse", "-q", "--verify", "HEAD", check=False).decode().strip()
+    inv.head_ref = git("symbolic-ref", "-q", "HEAD", check=False).decode().strip()
+    for line in git("for-each-ref", "--format=%(refname) %(objectname)").decode().splitlines():
         name, sha = line.split(" ")
         inv.refs[name] = sha
-    inv.stash = git(root, "log", "-g", "--format=%H", "refs/stash",
-                    check=False).decode().split()
+    inv.stash = git("log", "-g", "--format=%H", "refs/stash", check=False).decode().split()
     return inv
 
 
@@ -123,6 +132,10 @@ def lost(before: Inventory, root: Path | str | None = None, *,
     disk; modes when a file is on disk with another mode."""
     root = Path(root or before.root)
     now = walk(root) if root.exists() else {}
+    where = Path(refs_repo or root)
+    if before.head and not root.exists():
+        # The work tree is gone: its committed files are in HEAD (checked below to be on a ref).
+        backups = [*backups, backup_files(where, before.head)]
     problems: list[str] = []
     for path, old in sorted(before.paths.items()):
         cur = now.get(path)
@@ -142,7 +155,8 @@ def lost(before: Inventory, root: Path | str | None = None, *,
                 problems.append(f"lost empty dir {path}")
         elif cur is None or cur.kind != old.kind:
             problems.append(f"lost {old.kind} {path}")
-    index_now = {(e[2], e[3]) for e in take(root).index} if (root / ".git").exists() else set()
+    index_now = ({(e[2], e[3]) for e in take(root, before.git_dir).index}
+                 if (root / ".git").exists() else set())
     for _tag, mode, sha, path in before.index:
         if mode == "160000" or (sha, path) in index_now:
             continue
@@ -152,7 +166,6 @@ def lost(before: Inventory, root: Path | str | None = None, *,
                         f"{before.head}:{path}", check=False).decode().strip()
         if head_blob != sha:
             problems.append(f"lost staged {path}")
-    where = Path(refs_repo or root)
     for commit in sorted(before.commits()):
         out = subprocess.run(["git", "-C", str(where), "rev-list", "-n", "1", commit, "--not",
                               "--all"], capture_output=True, text=True,

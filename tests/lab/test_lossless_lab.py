@@ -5,6 +5,7 @@ backup; where that cannot be proved the repair refuses and names the paths."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -183,7 +184,8 @@ def test_recall_keeps_detached_head_commits_on_a_ref(lab: Lab, tmp_path: Path) -
     host, fleet, wt = recall_host(lab, tmp_path, "ll-detached", 9301)
     host.sh(f"cd {wt} && git switch -q --detach && echo x >d.txt && git add d.txt"
             " && git -c user.name=a -c user.email=a@b commit -qm detached")
-    before = inventory.take(host.home / wt.removeprefix("/root/"))
+    before = inventory.take(host.home / wt.removeprefix("/root/"),
+                            git_dir=host.repo / ".git" / "worktrees" / "issue-9301")
     proc = cli("recall", "9301", "--apply", "--yes", "--fleet", str(fleet), state=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "detached" in proc.stdout, proc.stdout
@@ -201,8 +203,8 @@ def test_recall_stops_every_process_in_the_worktree_and_backs_up_what_they_wrote
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert writer not in host.pids() and second not in host.pids()
     last = (host.home / "last-written").read_text()
-    branch = next(w for w in proc.stdout.split() if w.startswith("origin/backup/issue-9302"))
-    saved = host.sh(f"git --git-dir {lab.origin} show {branch.removeprefix('origin/')}:log.txt",
-                    check=False)
+    branch = re.search(r"origin/(backup/issue-9302-[0-9-]+)", proc.stdout)
+    assert branch, proc.stdout
+    saved = host.sh(f"git --git-dir {lab.origin} show {branch.group(1)}:log.txt", check=False)
     assert saved.returncode == 0, saved.stderr
     assert saved.stdout.splitlines()[-1] == last.strip()
