@@ -292,6 +292,7 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     """
     _check_label(label, remote)
     snap = _snapshot(host, path, label, remote, write=True)
+    reconcile_journal(host.name, path, snap.journal)
     plan = decide_backup(host.name, path, label, snap, today or dt.date.today())
     outcome = BackupOutcome(branch=plan.branch, commit=None, created=False, pushed=False,
                             verified=False, message=plan.reason, action=plan.action,
@@ -308,13 +309,20 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                f"\n\nmiyabi-ctl phase0 backup of {snap.top or path} on {host.name}"
                f"\nHEAD {snap.head} ({snap.branch or 'detached'})"
                f"\n{plan.reason}")
-    result = run_script(host, BACKUP_SCRIPT, "commit", path, label, snap.remote or "",
-                        snap.tree, snap.head, staged, plan.branch,
-                        "1" if plan.action == "create" else plan.recreate_from or "0",
-                        "1" if push else "0",
-                        "1" if clean else "0", message,
-                        *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
-                        timeout=PUSH_TIMEOUT_S)
+    try:
+        result = run_script(host, BACKUP_SCRIPT, "commit", path, label, snap.remote or "",
+                            snap.tree, snap.head, staged, plan.branch,
+                            "1" if plan.action == "create" else plan.recreate_from or "0",
+                            "1" if push else "0",
+                            "1" if clean else "0", message,
+                            *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
+                            timeout=PUSH_TIMEOUT_S, end_on_timeout=True)
+    except HostError as exc:
+        # The connection went, or the step outlived its timeout (the host's watchdog then ends
+        # it): what it did is unknown until the next run reads the host's journal.
+        audit.record(host.name, "backup", result="unknown", error=exc.message, path=path,
+                     after={"branch": plan.branch}, clean=clean)
+        raise
     values = key_values(result.stdout)
     outcome.commit = values.get("commit") or values.get("created")
     outcome.created = "created" in values
@@ -329,13 +337,13 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     if "recreated" in values:
         audit.record(host.name, "backup.recreate", result="ok",
                      after={"branch": plan.branch, "commit": values["recreated"]}, path=path)
+    error = values.get("error") or (None if result.exit_code == 0 else
+                                    _last_line(result.stderr) or f"exit {result.exit_code}")
     if push:
         audit.record(host.name, "backup.push", result="ok" if outcome.verified else "failed",
                      after={"branch": plan.branch, "remote": snap.remote, "commit": outcome.commit,
                             "remote_tree": values.get("remote_tree")},
-                     error=None if outcome.verified else values.get("error"), path=path)
-    error = values.get("error") or (None if result.exit_code == 0 else
-                                    _last_line(result.stderr) or f"exit {result.exit_code}")
+                     error=None if outcome.verified else error or "no verification", path=path)
     where = f"{snap.remote}/{plan.branch}" if push else f"{plan.branch} (local only)"
     if error or not outcome.verified:
         outcome.ok = False
@@ -351,7 +359,8 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
         if outcome.cleaned:
             audit.record(host.name, "backup.clean", result="ok", before=before,
                          after={"head": snap.head, "left": int(values.get("left", "0") or 0)},
-                         path=path, backup=plan.branch)
+                         path=path, backup=plan.branch, journal=values.get("journal_id"),
+                         window_ms=_int(values.get("window_ms")))
             outcome.message += "; working tree reset to HEAD"
         else:
             outcome.ok = False
@@ -370,6 +379,43 @@ def backup_tree(host: Host, path: str, *, label: str, remote: str | None, push: 
     """
     return apply_backup(host, path, label=label, remote=remote, push=push, clean=False,
                         today=today)
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def reconcile_journal(host: str, path: str, journal: list[str]) -> list[dict[str, Any]]:
+    """Record the cleans the host's journal holds that the audit log does not (the controller
+    was stopped, by Ctrl-C or a crash, between the clean and its audit entry). A clean that
+    started without a ``done`` line ended in the middle: its outcome is ``unknown``."""
+    started: dict[str, list[str]] = {}
+    done: dict[str, list[str]] = {}
+    for line in journal:
+        word, _, rest = line.partition(" ")
+        fields = rest.split(" ")
+        if word == "start" and len(fields) >= 4:
+            started[fields[0]] = fields
+        elif word == "done" and len(fields) >= 2:
+            done[fields[0]] = fields
+        elif word == "nothing" and fields:
+            started.pop(fields[0], None)  # refused before writing anything: already recorded
+    if not started:
+        return []
+    known = {e.get("journal") for e in audit.entries()}
+    recorded = []
+    for jid, (_, when, branch, head, *_rest) in started.items():
+        if jid in known:
+            continue
+        end = done.get(jid)
+        at = dt.datetime.fromtimestamp(int(when), dt.UTC).isoformat() if when.isdigit() else when
+        recorded.append(audit.record(
+            host, "backup.clean", result="ok" if end else "unknown", path=path, backup=branch,
+            before={"head": head},
+            journal=jid, recovered=True,
+            error=None if end else f"the clean started at {at} and its end was never recorded "
+                                   "(the host or the controller stopped): check the tree"))
+    return recorded
 
 
 def _last_line(text: str) -> str:
@@ -403,6 +449,8 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
 
     def one(host: Host) -> BackupOutcome:
         plan = by_host[host.name]
+        if plan.snapshot and plan.snapshot.journal:
+            reconcile_journal(host.name, _repo(fleet, host), plan.snapshot.journal)
         if plan.action in ("clean", "norepo"):
             return BackupOutcome(None, None, False, False, True, plan.reason, action=plan.action,
                                  plan=plan)

@@ -299,17 +299,21 @@ commit() {
   say journal_id "$jid"
   printf 'start %s %s %s %s\n' "$jid" "$(date +%s)" "$branch" "$head" >>"$journal" ||
     refuse "cannot write the journal $journal: not cleaning"
+  # From here on, a controller that goes away (a closed stdout) must not stop the script half-way.
+  trap '' PIPE
   t0=$(now_ms)
   GIT_INDEX_FILE=$tmp/index G read-tree -m -u "$tree" "$head" >"$tmp/err" 2>&1 </dev/null ||
-    refuse "the working tree changed while it was being cleaned; nothing was written: $(grep -v '^ *$' "$tmp/err" | head -n 3 | tr '\n\t' '  ')"
-  say window_ms "$(( $(now_ms) - t0 ))"
+    { printf 'nothing %s\n' "$jid" >>"$journal"
+      refuse "the working tree changed while it was being cleaned; nothing was written: $(grep -v '^ *$' "$tmp/err" | head -n 3 | tr '\n\t' '  ')"; }
+  t1=$(now_ms)
+  printf 'done %s %s\n' "$jid" "$(date +%s)" >>"$journal"
+  say window_ms "$((t1 - t0))"
   G reset -q --no-refresh "$head" -- 2>"$tmp/err" >/dev/null ||
     fail "the files were cleaned but the index could not be reset: $(tail -n 1 "$tmp/err")"
   G update-index -q --refresh >/dev/null 2>&1
   say cleaned 1
   left=$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')
   say left "$left"
-  printf 'done %s %s %s\n' "$jid" "$(date +%s)" "$left" >>"$journal"
 }
 
 restore() {

@@ -208,3 +208,43 @@ def test_recall_stops_every_process_in_the_worktree_and_backs_up_what_they_wrote
     saved = host.sh(f"git --git-dir {lab.origin} show {branch.group(1)}:log.txt", check=False)
     assert saved.returncode == 0, saved.stderr
     assert saved.stdout.splitlines()[-1] == last.strip()
+
+
+def test_a_clean_the_controller_never_recorded_is_in_the_audit_log_after_the_next_run(
+        p0: P0, state: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    host = p0.host("ll-journal")
+    for i in range(50):
+        (host.repo / f"wip-{i}.txt").write_text(f"work {i}\n")
+    fleet = p0.fleet("ll-journal", [host])
+    journal = host.repo / ".git" / "miyabi-ctl.journal"
+    env = {**os.environ, "MIYABI_STATE_DIR": str(state), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "miyabi_ctl", "phase0", "backup", "--fleet",
+                             str(fleet), "--apply", "--yes", "--clean"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not journal.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)  # the controller crashes as the host starts cleaning
+    proc.wait()
+    audit_log = state / "audit.jsonl"
+    actions = [json.loads(line)["action"] for line in audit_log.read_text().splitlines()]
+    assert "backup.clean" not in actions  # it died before recording the clean
+    deadline = time.monotonic() + 10
+    while "done" not in journal.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the host finishes the clean on its own
+
+    again = cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", state=state)
+    assert again.returncode == 0, again.stdout + again.stderr
+    cleans = [e for e in map(json.loads, audit_log.read_text().splitlines())
+              if e["action"] == "backup.clean"]
+    assert [(e["result"], e["recovered"]) for e in cleans] == [("ok", True)], cleans
+    assert cleans[0]["backup"].startswith("backup/ll-journal-")
+    # Reconciled once: a third run adds nothing.
+    cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", state=state)
+    assert sum(json.loads(line)["action"] == "backup.clean"
+               for line in audit_log.read_text().splitlines()) == 1
