@@ -123,7 +123,7 @@ def stop_processes(host: Host, inventory: Inventory, worktree: str, grace_s: int
     """End every process whose working directory or an open file is inside the worktree (a
     helper the agent started with setsid, a dev server, a second session): TERM, then KILL."""
     result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
-                        "stop", "0", "0", str(grace_s), timeout=grace_s + 60)
+                        "stop", "0", "0", str(grace_s), timeout=grace_s + 60, end_on_timeout=True)
     if result.exit_code != 0:
         error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot stop the processes in {worktree}: {error}", result)
@@ -145,7 +145,7 @@ def remove_worktree(host: Host, inventory: Inventory, worktree: str, *,
     """
     result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
                         "remove", "1" if discard_ignored else "0", "1" if discard_nested else "0",
-                        timeout=120)
+                        timeout=120, end_on_timeout=True)
     found = _parse_leftovers(result.stdout)
     if result.exit_code == 6:
         reasons = found.refusals(discard_ignored=discard_ignored, discard_nested=discard_nested)

@@ -455,6 +455,8 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
             return BackupOutcome(None, None, False, False, True, plan.reason, action=plan.action,
                                  plan=plan)
         if plan.action == "refuse":
+            audit.record(host.name, "backup", result="refused", error=plan.reason,
+                         path=_repo(fleet, host), planned=True)
             return BackupOutcome(None, None, False, False, False, plan.reason, ok=False,
                                  action="refuse", plan=plan)
         path = _repo(fleet, host)

@@ -18,6 +18,7 @@ from typing import Any
 
 from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.errors import HostError
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.phase0.locks import host_lock
@@ -266,9 +267,17 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
             audit.record(host.name, "merge", result="refused", error=plan.reason)
             return MergeOutcome(plan, ok=plan.action == "nothing", message=plan.reason)
         assert plan.source
-        result = run_script(host, MERGE_SCRIPT, "merge", path, plan.remote, plan.from_,
-                            plan.into, plan.source, check or "", str(int(check_timeout)),
-                            "1" if push else "0", timeout=check_timeout + 3 * GIT_TIMEOUT_S)
+        try:
+            result = run_script(host, MERGE_SCRIPT, "merge", path, plan.remote, plan.from_,
+                                plan.into, plan.source, check or "", str(int(check_timeout)),
+                                "1" if push else "0", timeout=check_timeout + 3 * GIT_TIMEOUT_S,
+                                end_on_timeout=True)
+        except HostError as exc:
+            # Timed out (the host's watchdog ends the script) or the host went: whether the
+            # push landed is unknown.
+            audit.record(host.name, "merge", result="unknown", error=exc.message,
+                         source=plan.source)
+            raise
     v = key_values(result.stdout)
     out = MergeOutcome(plan, ok=v.get("done") == "1", message="", merged=v.get("merged"),
                        pushed=v.get("pushed") == "1", local=v.get("local"),
@@ -323,7 +332,7 @@ def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
         path = host.spec.repo_path_or(inv.repo)
         with host_lock(host, path, "phase0 merge --sync"):
             result = run_script(host, MERGE_SCRIPT, "sync", path, plan.remote, plan.from_,
-                                plan.into, target, timeout=GIT_TIMEOUT_S)
+                                plan.into, target, timeout=GIT_TIMEOUT_S, end_on_timeout=True)
         v = key_values(result.stdout)
         if v.get("done") == "1":
             audit.record(host.name, "merge.sync", result="ok", before={"head": v.get("before")},
