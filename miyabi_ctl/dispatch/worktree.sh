@@ -14,7 +14,7 @@ inspect() {
   find "$wt" -mindepth 2 -name .git -prune -print 2>/dev/null | while IFS= read -r g; do
     d=${g%/.git}
     # Fails closed: a repository git cannot read counts as holding work (`?`).
-    if git -C "$d" status --porcelain --ignored --untracked-files=normal >"$tmp_status" 2>/dev/null
+    if git --no-optional-locks -C "$d" status --porcelain --ignored --untracked-files=normal >"$tmp_status" 2>/dev/null
     then changes=$(wc -l <"$tmp_status" | tr -d ' '); else changes='?'; fi
     if git -C "$d" rev-parse -q --verify HEAD >/dev/null 2>&1; then
       commits=$(git -C "$d" rev-list --count --all --not --remotes 2>/dev/null) || commits='?'

@@ -202,6 +202,16 @@ facts() {
       [ -n "$p2" ] && it=$(git rev-parse "$p2^{tree}")
       say ref "$name $sha $t $it"
     done
+  # The remote's own branches of that name, which a shallow or single-branch clone does not
+  # track: their names are taken too.
+  if [ -n "$remote" ]; then
+    GIT_TERMINAL_PROMPT=0 git ls-remote --heads -- "$remote" "refs/heads/backup/$label-*" \
+        2>/dev/null </dev/null |
+      while read -r sha name; do
+        git rev-parse -q --verify "refs/remotes/$remote/${name#refs/heads/}" >/dev/null ||
+          say ref "refs/ls-remote/${name#refs/heads/} $sha - -"
+      done
+  fi
 }
 
 ident() {
@@ -224,12 +234,13 @@ commit() {
     ident
     parents="-p $head"
     if [ -n "$itree" ]; then
-      icommit=$(printf 'index of %s\n' "$message" | git commit-tree "$itree" -p "$head") ||
+      icommit=$(printf 'index of %s\n' "$message" | git commit-tree --no-gpg-sign "$itree" -p "$head") ||
         fail "cannot record the staged versions"
       parents="$parents -p $icommit"
     fi
     # shellcheck disable=SC2086 # $parents holds option words built from hex ids only
-    new=$(printf '%s\n' "$message" | git commit-tree "$tree" $parents) || fail "commit-tree failed"
+    # Never signed: a signing key's passphrase prompt would wait for nobody until the timeout.
+    new=$(printf '%s\n' "$message" | git commit-tree --no-gpg-sign "$tree" $parents) || fail "commit-tree failed"
     # An empty old value: the branch must not exist yet (never overwrite someone's branch).
     git update-ref -m "miyabi-ctl backup" "$ref" "$new" "" 2>"$tmp/err" ||
       fail "cannot create $branch: $(tail -n 1 "$tmp/err")"
@@ -248,7 +259,8 @@ commit() {
   say local_verified 1
   if [ "$push" = 1 ]; then
     [ -n "$remote" ] || fail "no remote to push to (the branch has no upstream and the repository has several or no remotes)"
-    GIT_TERMINAL_PROMPT=0 git push -q -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
+    # --no-verify: the repository's pre-push hooks (tests, linters) are for its own branches.
+    GIT_TERMINAL_PROMPT=0 git push -q --no-verify -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
       fail "push to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
     say pushed 1
     rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote -- "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||

@@ -54,7 +54,7 @@ export GIT_TERMINAL_PROMPT=0
 sha_of() { git rev-parse -q --verify "$1^{commit}" 2>/dev/null; }
 # Changes of every kind, untracked files included whatever status.showUntrackedFiles says.
 dirty_count() {
-  git -C "${1:-.}" status --porcelain -z --untracked-files=normal 2>/dev/null |
+  git --no-optional-locks -C "${1:-.}" status --porcelain -z --untracked-files=normal 2>/dev/null |
     tr -cd '\0' | wc -c | tr -d ' '
 }
 busy() {

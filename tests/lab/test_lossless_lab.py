@@ -248,3 +248,16 @@ def test_a_clean_the_controller_never_recorded_is_in_the_audit_log_after_the_nex
     cli("phase0", "backup", "--fleet", str(fleet), "--apply", "--yes", state=state)
     assert sum(json.loads(line)["action"] == "backup.clean"
                for line in audit_log.read_text().splitlines()) == 1
+
+
+def test_backup_names_are_checked_against_the_remote_itself(p0: P0, state: Path) -> None:
+    host = p0.host("ll-names")
+    today = time.strftime("%Y-%m-%d")
+    # Another clone took today's name on the remote; this clone never fetched it.
+    taken = p0.commit_to_origin(f"backup/ll-names-{today}", {"other.txt": "x\n"}, "other backup")
+    git("update-ref", "-d", f"refs/remotes/origin/backup/ll-names-{today}", cwd=host.repo)
+    (host.repo / "wip.txt").write_text("work\n")
+    fleet = p0.fleet("ll-names", [host])
+    done = backup_json(fleet, state)
+    assert done["rc"] == 0 and done["branch"] == f"backup/ll-names-{today}-2", done
+    assert p0.ref(f"refs/heads/backup/ll-names-{today}") == taken
