@@ -76,7 +76,11 @@ def _selection(older_than: str | None, started_before: str | None, keep: int,
 
 @phase0.command()
 def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push: NoPush = False,
-           clean: Clean = False, json_out: Json = False, timeout: Timeout = None,
+           clean: Clean = False, exclude: Annotated[list[str] | None, typer.Option(
+               "--exclude", metavar="PATTERN",
+               help="Keep files matching this glob (from the repository's top, e.g. "
+                    "'**/.env*') out of the backup; they stay on disk. Repeatable.")] = None,
+           json_out: Json = False, timeout: Timeout = None,
            forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """Snapshot uncommitted work onto backup/<host>-<date> without touching the tree; push; verify."""
     from miyabi_ctl.phase0.backup import apply_backups, backups_exit_code, plan_backups
@@ -85,11 +89,12 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
     _inv, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
     console = make_console()
     with fleet:
-        plans = plan_backups(fleet)
+        plans = plan_backups(fleet, exclude=exclude or ())
         plan_then_apply(Change(
             plan_json={"hosts": [p.to_json() for p in plans]},
             show_plan=lambda: show(console, backup_table(plans, plain=_plain())),
-            carry_out=lambda: apply_backups(fleet, plans, push=not no_push, clean=clean),
+            carry_out=lambda: apply_backups(fleet, plans, push=not no_push, clean=clean,
+                                            exclude=exclude or ()),
             outcome_json=lambda out: {"hosts": [o.to_json() for o in out.values()]},
             show_outcome=lambda out: show(console, backup_table(plans, out, plain=_plain())),
             exit_code=backups_exit_code,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,9 @@ from miyabi_ctl.probe.look import probe_host
 from miyabi_ctl.remote import Script, key_values, run_script
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: Names that usually hold secrets: a backup branch on a shared remote should not carry them.
+SECRET_PATTERNS = (".env*", "*.pem", "id_*", "credentials*", "*.key", "*.p12", "*.pfx")
+BIG_FILE = 100 * 1024 * 1024  # GitHub refuses files over 100 MB
 PUSH_TIMEOUT_S = 900.0  # a first backup of a big tree is a real upload
 
 
@@ -72,6 +76,7 @@ class Snapshot:
     new_gitlinks: int = 0
     refs: list[BackupRef] = field(default_factory=list)
     unkept: list[str] = field(default_factory=list)  # "fifo PATH", "empty-dir PATH", "mode 0600 PATH"
+    publish: list[tuple[int, str]] = field(default_factory=list)  # (size, path) the backup adds
     journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
     refuse: str | None = None
     norepo: str | None = None
@@ -113,6 +118,8 @@ class BackupPlan:
             "detached": s.detached if s else False, "tree": s.tree if s else None,
             "staged_tree": self._staged_tree(),
             "files": {"added": s.added, "modified": s.modified, "deleted": s.deleted} if s else None,
+            "publish": [{"path": name, "size": size, "flags": publish_flags(name, size)}
+                        for size, name in s.publish] if s else [],
         }
 
     def _staged_tree(self) -> str | None:
@@ -160,6 +167,9 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
             snap.refs.append(BackupRef(ref, commit, tree, None if itree == "-" else itree))
         elif key == "unkept":
             snap.unkept.append(value)
+        elif key == "publish":
+            size, _, name = value.partition(" ")
+            snap.publish.append((int(size) if size.isdigit() else -1, name))
         elif key == "journal":
             snap.journal.append(value)
         elif key in ("top", "remote", "head", "branch", "tree", "head_tree", "index_tree",
@@ -180,6 +190,28 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
         elif key == "head_gitlinks":
             snap.new_gitlinks -= int(value or 0)
     return snap
+
+
+def publish_flags(path: str, size: int) -> list[str]:
+    """Why a file the backup would publish deserves a look: a secret-like name, or too big."""
+    flags = []
+    if any(fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], p) for p in SECRET_PATTERNS):
+        flags.append("secret-like name")
+    if size > BIG_FILE:
+        flags.append(f"{size / 1024 / 1024:.0f} MB, over GitHub's 100 MB limit")
+    return flags
+
+
+def publish_note(publish: list[tuple[int, str]], remote: str | None) -> str | None:
+    flagged = [(name, publish_flags(name, size)) for size, name in publish]
+    flagged = [(name, flags) for name, flags in flagged if flags]
+    if not flagged:
+        return None
+    shown = ", ".join(f"{name} ({'; '.join(flags)})" for name, flags in flagged[:10])
+    more = f" and {len(flagged) - 10} more" if len(flagged) > 10 else ""
+    return (f"the backup would publish to {remote or 'the remote'}: {shown}{more} — "
+            "--exclude PATTERN keeps files out of the backup (they stay on disk as they are, "
+            "and --clean leaves them alone)")
 
 
 def unkept_note(unkept: list[str]) -> str:
@@ -222,6 +254,9 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
                           "only (their files are not in the backup; --clean leaves them in place)")
     if snap.unkept:
         plan.notes.append(unkept_note(snap.unkept))
+    flagged = publish_note(snap.publish, snap.remote)
+    if flagged:
+        plan.notes.append(flagged)
     staged = snap.index_tree if snap.index_tree != snap.head_tree else None
     if snap.tree == snap.head_tree and staged is None:
         plan.action, plan.reason = "clean", "no uncommitted work"
@@ -255,6 +290,12 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
 
 # -- talking to the host ----------------------------------------------------------------------
 
+def _check_excludes(exclude: Sequence[str]) -> None:
+    for pattern in exclude:
+        if not pattern or "\n" in pattern or "\0" in pattern:
+            raise ValueError(f"--exclude pattern {pattern!r} must be one non-empty line")
+
+
 def _check_label(label: str, remote: str | None = None) -> None:
     if not LABEL_RE.match(label):
         raise ValueError(f"backup label {label!r} must match {LABEL_RE.pattern}")
@@ -262,9 +303,10 @@ def _check_label(label: str, remote: str | None = None) -> None:
         check_remote(remote)
 
 
-def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: bool) -> Snapshot:
+def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: bool,
+              exclude: Sequence[str] = ()) -> Snapshot:
     result = run_script(host, BACKUP_SCRIPT, "snapshot" if write else "plan", path, label,
-                        remote or "", timeout=PUSH_TIMEOUT_S)
+                        remote or "", "\n".join(exclude), timeout=PUSH_TIMEOUT_S)
     snap = parse_snapshot(path, result.stdout)
     if result.exit_code != 0 and not snap.refuse:
         values = key_values(result.stdout)
@@ -274,16 +316,17 @@ def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: b
 
 
 def plan_backup(host: Host, path: str, *, label: str, remote: str | None,
-                today: dt.date | None = None) -> BackupPlan:
+                today: dt.date | None = None, exclude: Sequence[str] = ()) -> BackupPlan:
     """Side-effect free: the snapshot's objects go to a temporary directory that is removed."""
     _check_label(label, remote)
-    snap = _snapshot(host, path, label, remote, write=False)
+    _check_excludes(exclude)
+    snap = _snapshot(host, path, label, remote, write=False, exclude=exclude)
     return decide_backup(host.name, path, label, snap, today or dt.date.today())
 
 
 def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push: bool = True,
                  clean: bool = False, sessions: Sequence[AgentSession] = (),
-                 today: dt.date | None = None) -> BackupOutcome:
+                 today: dt.date | None = None, exclude: Sequence[str] = ()) -> BackupOutcome:
     """Snapshot for real, decide as the plan does, then create, push, verify and maybe clean.
 
     ``sessions``: the host's agent sessions (from a probe); with ``clean``, the script refuses
@@ -291,7 +334,8 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     lock. Every step that changed something is in the audit log.
     """
     _check_label(label, remote)
-    snap = _snapshot(host, path, label, remote, write=True)
+    _check_excludes(exclude)
+    snap = _snapshot(host, path, label, remote, write=True, exclude=exclude)
     reconcile_journal(host.name, path, snap.journal)
     plan = decide_backup(host.name, path, label, snap, today or dt.date.today())
     outcome = BackupOutcome(branch=plan.branch, commit=None, created=False, pushed=False,
@@ -314,7 +358,7 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                             snap.tree, snap.head, staged, plan.branch,
                             "1" if plan.action == "create" else plan.recreate_from or "0",
                             "1" if push else "0",
-                            "1" if clean else "0", message,
+                            "1" if clean else "0", message, "\n".join(exclude),
                             *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
                             timeout=PUSH_TIMEOUT_S, end_on_timeout=True)
     except HostError as exc:
@@ -432,16 +476,19 @@ def _repo(fleet: Fleet, host: Host) -> str:
     return host.spec.repo_path_or(fleet.inventory.repo)
 
 
-def plan_backups(fleet: Fleet, today: dt.date | None = None) -> list[BackupPlan]:
+def plan_backups(fleet: Fleet, today: dt.date | None = None,
+                 exclude: Sequence[str] = ()) -> list[BackupPlan]:
     remote = check_remote(fleet.inventory.repo.remote)
     outcomes = fleet.map(lambda h: plan_backup(h, _repo(fleet, h), label=h.name, remote=remote,
-                                               today=today), deadline_s=SLOW_DEADLINE_S)
+                                               today=today, exclude=exclude),
+                         deadline_s=SLOW_DEADLINE_S)
     return [o.value if o.value else BackupPlan(o.host, "", o.host, "refuse", reason=str(o.error))
             for o in outcomes]
 
 
 def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: bool,
-                  today: dt.date | None = None) -> dict[str, BackupOutcome]:
+                  today: dt.date | None = None,
+                  exclude: Sequence[str] = ()) -> dict[str, BackupOutcome]:
     """Back up every host whose plan has work to save; each under its own lock."""
     audit.ensure_writable()
     by_host = {p.host: p for p in plans}
@@ -468,13 +515,13 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
                     sessions = probe_host(host, fleet.inventory, fleet.settings.command_timeout).sessions
                 except HostError as exc:
                     out = apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                       clean=False, today=today)
+                                       clean=False, today=today, exclude=exclude)
                     if out.ok:
                         out.ok = False
                         out.message += f"; not cleaned: cannot see the host's sessions ({exc.message})"
                     return out
             return apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                clean=clean, sessions=sessions, today=today)
+                                clean=clean, sessions=sessions, today=today, exclude=exclude)
 
     return {o.host: o.value if o.value else
             BackupOutcome(None, None, False, False, False, str(o.error), ok=False, action="error",

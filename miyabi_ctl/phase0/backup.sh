@@ -5,13 +5,15 @@
 # asked to clean, after a verified backup): snapshots are built in a temporary index, and in
 # `plan` mode even the objects go to a temporary object directory that is removed afterwards.
 #
-#   plan     PATH LABEL REMOTE                 facts + snapshot tree, objects discarded
-#   snapshot PATH LABEL REMOTE                 the same, objects written to the repository
-#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE [PID CWD]...
+#   plan     PATH LABEL REMOTE [EXCLUDES]      facts + snapshot tree, objects discarded
+#   snapshot PATH LABEL REMOTE [EXCLUDES]      the same, objects written to the repository
+#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE EXCLUDES [PID CWD]...
 #                                              create the branch (CREATE=1; CREATE=<commit>:
 #                                              recreate it there), push, verify, clean (not while
 #                                              one of the agent sessions PID works in the repo)
 #   restore  PATH LABEL REMOTE REF             put a backup's files (and index) back
+# EXCLUDES: glob patterns (git's `:(glob)`, from the top), one a line, kept out of the snapshot:
+# their entries are HEAD's there, so a clean (from the snapshot to HEAD) never touches them.
 LC_ALL=C
 export LC_ALL
 mode=$1 path=$2 label=$3 remote=$4
@@ -106,14 +108,42 @@ snapshot_tree() {
     rm -f "$tmp/flagged" "$tmp/sparse"
   fi
   GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
+  exclude_paths || return 1
   GIT_INDEX_FILE=$tmp/index R write-tree
+}
+
+# The --exclude patterns: their entries in the snapshot's index go back to HEAD's (an untracked
+# file leaves it, a tracked one keeps HEAD's version), so the backup never publishes them.
+excludes=
+exclude_paths() {
+  [ -n "$excludes" ] || return 0
+  if [ ! -f "$tmp/excludes" ]; then
+    printf '%s\n' "$excludes" | while IFS= read -r pat; do
+      [ -n "$pat" ] && printf ':(glob)%s\0' "$pat"
+    done >"$tmp/excludes"
+  fi
+  GIT_INDEX_FILE=$tmp/index R reset -q "$(cat "$raw/HEAD")" --pathspec-from-file="$tmp/excludes" \
+    --pathspec-file-nul >/dev/null 2>>"$tmp/add.err" || true
 }
 
 # The working tree again, in the index copy snapshot_tree left: files it already hashed and that
 # did not change since are not read again, so this is quick.
 recheck_tree() {
   GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
+  exclude_paths || return 1
   GIT_INDEX_FILE=$tmp/index R write-tree
+}
+
+# What the backup will publish: `publish=SIZE PATH` for every file whose snapshot differs from
+# HEAD (a newline in a name shows as ?).
+publish() {
+  git diff-tree -r -z --no-renames --diff-filter=AMT HEAD "$tree" | tr '\0\n' '\n?' |
+    awk -v shas="$tmp/pub-shas" -v paths="$tmp/pub-paths" '
+      /^:/ { split($0, m, " "); keep = (m[2] != "160000"); s = m[4]; next }
+      keep { print s > shas; print > paths }'
+  [ -s "$tmp/pub-shas" ] || return 0
+  git cat-file --batch-check='%(objectsize)' <"$tmp/pub-shas" | paste -d ' ' - "$tmp/pub-paths" |
+    sed 's/^/publish=/'
 }
 
 # What git cannot hold, in the work tree outside ignored paths: FIFOs and sockets, empty
@@ -186,6 +216,7 @@ facts() {
   fi
   say tree "$tree"
   unkept
+  publish
   say head_tree "$(git rev-parse 'HEAD^{tree}')"
   itree=$(index_tree) || fail "cannot read the index"
   say index_tree "$itree"
@@ -228,7 +259,7 @@ ident() {
 
 commit() {
   tree=$1 head=$2 itree=$3 branch=$4 create=$5 push=$6 clean=$7 message=$8
-  shift 8  # the rest: agent sessions, PID CWD pairs
+  shift 9  # EXCLUDES (read at the start), then the agent sessions: PID CWD pairs
   ref=refs/heads/$branch
   if [ "$create" = 1 ]; then
     ident
@@ -363,6 +394,10 @@ restore() {
   say restored 1
 }
 
+case $mode in
+  plan|snapshot) excludes=${1-} ;;
+  commit) excludes=${9-} ;;
+esac
 case $mode in
   plan)
     mkdir "$tmp/objects" || fail "mktemp failed"

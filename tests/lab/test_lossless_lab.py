@@ -21,9 +21,19 @@ from tests.lab.test_phase0_lab import P0, cli, git
 REPO = "/root/miyabi-private"
 
 
+class LosslessP0(P0):
+    """P0 with an origin of its own: these tests merge into its main."""
+
+    def __init__(self, lab: Lab, base: Path):
+        self.lab, self.base = lab, base
+        self.origin = lab.path / "lossless-origin.git"
+        if not self.origin.exists():
+            git("clone", "-q", "--bare", str(lab.origin), str(self.origin), cwd=lab.path)
+
+
 @pytest.fixture(scope="module")
 def p0(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> P0:
-    return P0(lab, tmp_path_factory.mktemp("lossless"))
+    return LosslessP0(lab, tmp_path_factory.mktemp("lossless"))
 
 
 @pytest.fixture
@@ -137,11 +147,11 @@ def test_fast_forwards_never_overwrite_ignored_files(p0: P0, state: Path) -> Non
     chosen = p0.host("ll-ffa")
     other = p0.host("ll-ffb")
     for host in (chosen, other):
-        (host.repo / ".git" / "info" / "exclude").write_text("data/\n.env\n")
+        (host.repo / ".git" / "info" / "exclude").write_text("data/\n.env.ff\n")
     (chosen.repo / "data").mkdir()
     (chosen.repo / "data" / "seed.json").write_text("my local seed\n")
-    (other.repo / ".env").write_text("TOKEN=mine\n")
-    p0.commit_to_origin("ll/ff", {"data/seed.json": "upstream seed\n", ".env": "TOKEN=x\n"},
+    (other.repo / ".env.ff").write_text("TOKEN=mine\n")
+    p0.commit_to_origin("ll/ff", {"data/seed.json": "upstream seed\n", ".env.ff": "TOKEN=x\n"},
                         "track seed and env")
     fleet = p0.fleet("ll-ff", [chosen, other])
     befores = {h.name: inventory.take(h.repo) for h in (chosen, other)}
@@ -152,11 +162,11 @@ def test_fast_forwards_never_overwrite_ignored_files(p0: P0, state: Path) -> Non
     assert doc["pushed"], proc.stdout
     assert doc["local"] is None and "data/seed.json" in " ".join(doc["notes"]), doc
     text = json.dumps(doc)
-    assert ".env" in text, text
+    assert ".env.ff" in text, text
     for host in (chosen, other):
         assert inventory.lost(befores[host.name]) == []
     assert (chosen.repo / "data" / "seed.json").read_text() == "my local seed\n"
-    assert (other.repo / ".env").read_text() == "TOKEN=mine\n"
+    assert (other.repo / ".env.ff").read_text() == "TOKEN=mine\n"
     # Merged already: said so, not "merged" again.
     again = cli("phase0", "merge", "--from", "ll/ff", "--on", "ll-ffa", "--fleet", str(fleet),
                 "--json", state=state)
@@ -261,3 +271,38 @@ def test_backup_names_are_checked_against_the_remote_itself(p0: P0, state: Path)
     done = backup_json(fleet, state)
     assert done["rc"] == 0 and done["branch"] == f"backup/ll-names-{today}-2", done
     assert p0.ref(f"refs/heads/backup/ll-names-{today}") == taken
+
+
+def test_plan_lists_what_a_backup_publishes_flags_secrets_and_exclude_keeps_them_home(
+        p0: P0, state: Path) -> None:
+    host = p0.host("ll-secrets")
+    repo = host.repo
+    (repo / "config").mkdir()
+    (repo / "config" / ".env.local").write_text("A=committed\n")
+    git("add", "config/.env.local", cwd=repo)
+    git("commit", "-qm", "env template", cwd=repo)
+    (repo / ".env").write_text("TOKEN=s3cret\n")
+    (repo / "deploy.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (repo / "config" / ".env.local").write_text("A=my local secret\n")
+    (repo / "notes.md").write_text("ordinary work\n")
+    fleet = p0.fleet("ll-secrets", [host])
+
+    plan = json.loads(cli("phase0", "backup", "--fleet", str(fleet), "--json", state=state)
+                      .stdout)["hosts"][0]
+    published = {p["path"]: p["flags"] for p in plan["publish"]}
+    assert published == {".env": ["secret-like name"], "deploy.pem": ["secret-like name"],
+                         "config/.env.local": ["secret-like name"], "notes.md": []}
+    assert any("--exclude PATTERN" in n and ".env" in n for n in plan["notes"]), plan["notes"]
+
+    excl = ("--exclude", "**/.env*", "--exclude", "*.pem")
+    before = inventory.take(repo)
+    done = backup_json(fleet, state, "--clean", *excl)
+    assert done["rc"] == 0 and done["cleaned"], done
+    backup = inventory.backup_files(p0.origin, done["commit"])
+    assert "notes.md" in backup and ".env" not in backup and "deploy.pem" not in backup
+    assert backup["config/.env.local"][1] == b"A=committed\n"  # HEAD's, not the secret
+    assert inventory.lost(before, backups=[backup]) == []
+    # The excluded files are on disk as they were, the local secret change too; the rest went.
+    assert (repo / ".env").read_text() == "TOKEN=s3cret\n" and (repo / "deploy.pem").exists()
+    assert (repo / "config" / ".env.local").read_text() == "A=my local secret\n"
+    assert not (repo / "notes.md").exists()

@@ -63,3 +63,16 @@ def test_watchdog_ends_the_whole_process_group_and_passes_exit_codes() -> None:
                                                            limit=5),
                            capture_output=True, text=True, start_new_session=True, timeout=20)
     assert (quick.returncode, quick.stdout) == (3, "ok a b\n")
+
+
+def test_publish_flags_secret_names_and_files_github_refuses() -> None:
+    assert backup.publish_flags("a/.env.production", 10) == ["secret-like name"]
+    assert backup.publish_flags("keys/id_ed25519", 10) == ["secret-like name"]
+    assert backup.publish_flags("aws/credentials.json", 10) == ["secret-like name"]
+    assert backup.publish_flags("src/identity.py", 10) == []
+    assert backup.publish_flags("data/dump.bin", 150 * 1024 * 1024) == [
+        "150 MB, over GitHub's 100 MB limit"]
+    note = backup.publish_note([(5, "ok.txt"), (7, ".env")], "origin")
+    assert note is not None and note.startswith("the backup would publish to origin: .env "
+                                                "(secret-like name) — --exclude PATTERN")
+    assert backup.publish_note([(5, "ok.txt")], "origin") is None
