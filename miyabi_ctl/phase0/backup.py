@@ -77,6 +77,7 @@ class Snapshot:
     refs: list[BackupRef] = field(default_factory=list)
     unkept: list[str] = field(default_factory=list)  # "fifo PATH", "empty-dir PATH", "mode 0600 PATH"
     publish: list[tuple[int, str]] = field(default_factory=list)  # (size, path) the backup adds
+    lfs: int = 0  # of those, files git-lfs tracks: saved as plain blobs
     journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
     refuse: str | None = None
     norepo: str | None = None
@@ -177,6 +178,8 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
             setattr(snap, key, value or None)
         elif key == "detached":
             snap.detached = value == "1"
+        elif key == "lfs":
+            snap.lfs = int(value) if value.isdigit() else 0
         elif key in ("count_A", "count_M", "count_D", "count_T"):
             n = int(value or 0)
             if key == "count_A":
@@ -254,6 +257,10 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
                           "only (their files are not in the backup; --clean leaves them in place)")
     if snap.unkept:
         plan.notes.append(unkept_note(snap.unkept))
+    if snap.lfs:
+        plan.notes.append(f"{snap.lfs} files tracked by git-lfs are saved as their bytes, as plain "
+                          "git blobs (not LFS objects: no pointer, and the LFS server is not "
+                          "involved; files over 100 MB are flagged)")
     flagged = publish_note(snap.publish, snap.remote)
     if flagged:
         plan.notes.append(flagged)
@@ -406,6 +413,10 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                          path=path, backup=plan.branch, journal=values.get("journal_id"),
                          window_ms=_int(values.get("window_ms")))
             outcome.message += "; working tree reset to HEAD"
+            left = _int(values.get("left")) or 0
+            if left:
+                outcome.message += (f" ({left} paths the backup does not hold were left as they "
+                                    "were: see git status)")
         else:
             outcome.ok = False
             reason = values.get("refuse") or "clean did not run"

@@ -144,6 +144,8 @@ publish() {
   [ -s "$tmp/pub-shas" ] || return 0
   git cat-file --batch-check='%(objectsize)' <"$tmp/pub-shas" | paste -d ' ' - "$tmp/pub-paths" |
     sed 's/^/publish=/'
+  # LFS files are snapshotted as their bytes (no clean filter): plain blobs, not LFS objects.
+  say lfs "$(git check-attr filter --stdin <"$tmp/pub-paths" 2>/dev/null | grep -c ': filter: lfs$')"
 }
 
 # What git cannot hold, in the work tree outside ignored paths: FIFOs and sockets, empty

@@ -98,7 +98,7 @@ def test_backup_holds_skip_worktree_edits_and_working_tree_bytes_the_plan_names_
         p0: P0, state: Path) -> None:
     host = p0.host("ll-bytes")
     repo = host.repo
-    (repo / ".gitattributes").write_text("*.crlf text eol=crlf\n")
+    (repo / ".gitattributes").write_text("*.crlf text eol=crlf\n*.bin filter=lfs -text\n")
     (repo / "hidden.cfg").write_text("committed\n")
     (repo / "quiet.cfg").write_text("committed\n")
     (repo / "t.crlf").write_bytes(b"a\r\nb\r\n")
@@ -110,6 +110,7 @@ def test_backup_holds_skip_worktree_edits_and_working_tree_bytes_the_plan_names_
     (repo / "hidden.cfg").write_text("local edit under skip-worktree\n")
     (repo / "quiet.cfg").write_text("local edit under assume-unchanged\n")
     (repo / "mixed.txt").write_bytes(b"m1\r\nm2\n")
+    (repo / "model.bin").write_bytes(b"\0lfs content, not a pointer\n")
     (repo / "t.crlf").write_bytes(b"a\nb\r\nc\n")
     (repo / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
     (repo / "key.pem").chmod(0o600)
@@ -124,11 +125,13 @@ def test_backup_holds_skip_worktree_edits_and_working_tree_bytes_the_plan_names_
     notes = " ".join(plan["notes"])
     assert "key.pem" in notes and "0600" in notes, notes
     assert "pipe" in notes and "empty" in notes, notes
+    assert "1 files tracked by git-lfs are saved as their bytes" in notes, notes
 
     done = backup_json(fleet, state, "--clean")
     assert done["rc"] == 0 and done["cleaned"], done["message"]
     backup = inventory.backup_files(p0.origin, done["commit"])
     assert backup["mixed.txt"][1] == b"m1\r\nm2\n"
+    assert backup["model.bin"][1] == b"\0lfs content, not a pointer\n"
     assert backup["t.crlf"][1] == b"a\nb\r\nc\n"
     assert backup["hidden.cfg"][1] == b"local edit under skip-worktree\n"
     assert backup["quiet.cfg"][1] == b"local edit under assume-unchanged\n"
