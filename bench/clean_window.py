@@ -67,7 +67,7 @@ def one_clean(repo: Path, run: int) -> dict[str, float]:
     head = git(repo, "rev-parse", "HEAD")
     started = time.monotonic()
     out = sh(text, "commit", str(repo), "bench", "", snap["tree"], head, "",
-             f"backup/bench-{run}", "1", "0", "1", f"bench {run}")
+             f"backup/bench-{run}", "1", "0", "1", f"bench {run}", "")
     total = (time.monotonic() - started) * 1000
     assert out.get("cleaned") == "1", out
     return {"commit_step_ms": round(total), "window_ms": float(out["window_ms"])}
