@@ -396,32 +396,42 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
                             "remote_tree": values.get("remote_tree")},
                      error=None if outcome.verified else error or "no verification", path=path)
     where = f"{snap.remote}/{plan.branch}" if push else f"{plan.branch} (local only)"
-    if error or not outcome.verified:
+    if not outcome.verified:
         outcome.ok = False
         outcome.message = f"backup not verified: {error or 'no verification'}"
         if clean:
-            outcome.message += "; nothing was cleaned"
+            outcome.message += "; nothing was cleaned"  # a clean runs only after verification
         return outcome
     verb = "backed up" if outcome.created else "already backed up"
     outcome.message = f"{verb} and verified on {where}"
     if "recreated" in values:
         outcome.message += " (its deleted local branch recreated)"
-    if clean:
-        if outcome.cleaned:
-            audit.record(host.name, "backup.clean", result="ok", before=before,
-                         after={"head": snap.head, "left": int(values.get("left", "0") or 0)},
-                         path=path, backup=plan.branch, journal=values.get("journal_id"),
-                         window_ms=_int(values.get("window_ms")))
-            outcome.message += "; working tree reset to HEAD"
-            left = _int(values.get("left")) or 0
-            if left:
-                outcome.message += (f" ({left} paths the backup does not hold were left as they "
-                                    "were: see git status)")
-        else:
+    if not clean:
+        if error:
             outcome.ok = False
-            reason = values.get("refuse") or "clean did not run"
-            audit.record(host.name, "backup.clean", result="refused", error=reason, path=path)
-            outcome.message += f"; not cleaned: {reason}"
+            outcome.message += f"; then: {error}"
+        return outcome
+    wrote = "window_ms" in values  # the clean's read-tree ran: files were changed
+    if wrote:
+        audit.record(host.name, "backup.clean", result="ok" if outcome.cleaned else "failed",
+                     before=before,
+                     after={"head": snap.head, "left": _int(values.get("left"))},
+                     error=None if outcome.cleaned else error, path=path, backup=plan.branch,
+                     journal=values.get("journal_id"), window_ms=_int(values.get("window_ms")))
+        outcome.message += "; working tree reset to HEAD"
+        left = _int(values.get("left")) or 0
+        if left:
+            outcome.message += (f" ({left} paths the backup does not hold were left as they "
+                                "were: see git status)")
+        if not outcome.cleaned:
+            outcome.ok = False
+            outcome.message += f", but: {error or 'the clean did not finish'}"
+    else:
+        outcome.ok = False
+        reason = values.get("refuse") or error or "clean did not run"
+        audit.record(host.name, "backup.clean", result="refused" if "refuse" in values else "failed",
+                     error=reason, path=path)
+        outcome.message += f"; not cleaned: {reason}"
     return outcome
 
 

@@ -309,3 +309,25 @@ def test_plan_lists_what_a_backup_publishes_flags_secrets_and_exclude_keeps_them
     assert (repo / ".env").read_text() == "TOKEN=s3cret\n" and (repo / "deploy.pem").exists()
     assert (repo / "config" / ".env.local").read_text() == "A=my local secret\n"
     assert not (repo / "notes.md").exists()
+
+
+def test_stale_index_lock_and_a_nested_repo_without_commits_are_named(p0: P0, state: Path) -> None:
+    host = p0.host("ll-stale")
+    repo = host.repo
+    (repo / "wip.txt").write_text("work\n")
+    (repo / ".git" / "index.lock").write_text("")  # a git that crashed
+    fleet = p0.fleet("ll-stale", [host])
+    locked = backup_json(fleet, state, "--clean")
+    assert locked["rc"] == 1 and locked["verified"] and not locked["cleaned"], locked
+    assert locked["message"].startswith("backed up and verified on origin/backup/ll-stale-")
+    assert ".git/index.lock exists: another git is running here, or one crashed" in \
+        locked["message"], locked["message"]
+    assert (repo / "wip.txt").exists()
+
+    (repo / ".git" / "index.lock").unlink()
+    git("init", "-q", str(repo / "vendor" / "fresh"), cwd=repo)
+    (repo / "vendor" / "fresh" / "a.txt").write_text("not committed\n")
+    plan = json.loads(cli("phase0", "backup", "--fleet", str(fleet), "--json", state=state)
+                      .stdout)["hosts"][0]
+    assert plan["action"] == "refuse" and "vendor/fresh" in plan["reason"], plan
+    assert "has no commit yet" in plan["reason"], plan
