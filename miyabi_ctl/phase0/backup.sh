@@ -206,7 +206,7 @@ facts() {
   [ "$unmerged" -gt 0 ] && refuse "the index has unmerged (conflicted) entries: resolve them first"
   if [ -f .gitmodules ]; then
     dirty=$(git submodule foreach --quiet --recursive \
-      'if [ -n "$(git status --porcelain)" ]; then printf "%s " "$displaypath"; fi' 2>/dev/null)
+      'if [ -n "$(git --no-optional-locks status --porcelain)" ]; then printf "%s " "$displaypath"; fi' 2>/dev/null)
     [ -n "$dirty" ] && refuse "submodules have uncommitted changes inside them (${dirty% }): commit or back them up there first; a superproject backup records only their commit"
   fi
   if ! tree=$(snapshot_tree); then
@@ -383,9 +383,8 @@ commit() {
   t1=$(now_ms)
   printf 'done %s %s\n' "$jid" "$(date +%s)" >>"$journal"
   say window_ms "$((t1 - t0))"
-  G reset -q --no-refresh "$head" -- 2>"$tmp/err" >/dev/null ||
+  G reset -q "$head" 2>"$tmp/err" >/dev/null ||
     fail "the files were cleaned but the index could not be reset: $(tail -n 1 "$tmp/err")"
-  G update-index -q --refresh >/dev/null 2>&1
   say cleaned 1
   left=$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')
   say left "$left"
