@@ -78,6 +78,7 @@ class Snapshot:
     unkept: list[str] = field(default_factory=list)  # "fifo PATH", "empty-dir PATH", "mode 0600 PATH"
     publish: list[tuple[int, str]] = field(default_factory=list)  # (size, path) the backup adds
     lfs: int = 0  # of those, files git-lfs tracks: saved as plain blobs
+    modes: list[str] = field(default_factory=list)  # "0600 PATH": kept in the commit message
     journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
     refuse: str | None = None
     norepo: str | None = None
@@ -178,6 +179,8 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
             setattr(snap, key, value or None)
         elif key == "detached":
             snap.detached = value == "1"
+        elif key == "mode":
+            snap.modes.append(value)
         elif key == "lfs":
             snap.lfs = int(value) if value.isdigit() else 0
         elif key in ("count_A", "count_M", "count_D", "count_T"):
@@ -219,15 +222,11 @@ def publish_note(publish: list[tuple[int, str]], remote: str | None) -> str | No
 
 def unkept_note(unkept: list[str]) -> str:
     """What git has no place for, in words: FIFOs, sockets and empty directories are in no backup
-    (a clean leaves them where they are), and owner-only modes come back as 0644 or 0755."""
+    (a clean leaves them where they are)."""
     words = []
     for item in unkept:
         kind, _, rest = item.partition(" ")
-        if kind == "mode":
-            mode, _, path = rest.partition(" ")
-            words.append(f"{path} (mode {mode}: restored as 0644/0755)")
-        else:
-            words.append(f"{rest} ({kind.replace('-', ' ')}: not in the backup)")
+        words.append(f"{rest} ({kind.replace('-', ' ')}: not in the backup)")
     more = " and maybe more" if len(unkept) >= 20 else ""
     return ("git cannot keep: " + ", ".join(words) + more
             + "; a clean never removes FIFOs, sockets or empty directories")
@@ -257,6 +256,11 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
                           "only (their files are not in the backup; --clean leaves them in place)")
     if snap.unkept:
         plan.notes.append(unkept_note(snap.unkept))
+    if snap.modes:
+        plan.notes.append("modes git does not keep are recorded in the backup and put back by "
+                          "restore: " + ", ".join(f"{m.partition(' ')[2]} ({m.partition(' ')[0]})"
+                                                  for m in snap.modes[:10])
+                          + (f" and {len(snap.modes) - 10} more" if len(snap.modes) > 10 else ""))
     if snap.lfs:
         plan.notes.append(f"{snap.lfs} files tracked by git-lfs are saved as their bytes, as plain "
                           "git blobs (not LFS objects: no pointer, and the LFS server is not "
@@ -359,7 +363,9 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     message = (f"backup: {label} uncommitted work {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %z}"
                f"\n\nmiyabi-ctl phase0 backup of {snap.top or path} on {host.name}"
                f"\nHEAD {snap.head} ({snap.branch or 'detached'})"
-               f"\n{plan.reason}")
+               f"\n{plan.reason}"
+               + ("\n\nModes git does not keep (restore puts them back):\n"
+                  + "".join(f"Mode: {m}\n" for m in snap.modes) if snap.modes else ""))
     try:
         result = run_script(host, BACKUP_SCRIPT, "commit", path, label, snap.remote or "",
                             snap.tree, snap.head, staged, plan.branch,

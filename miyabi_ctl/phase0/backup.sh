@@ -144,25 +144,34 @@ publish() {
   [ -s "$tmp/pub-shas" ] || return 0
   git cat-file --batch-check='%(objectsize)' <"$tmp/pub-shas" | paste -d ' ' - "$tmp/pub-paths" |
     sed 's/^/publish=/'
+  # Files only their owner may read (a 0600 key), of those: `mode=0600 PATH`, recorded in the
+  # backup commit's message; restore puts the mode back.
+  find . -name .git -prune -o -type f ! -perm -044 -print 2>/dev/null | sed 's|^\./||' |
+    grep -F -x -f "$tmp/pub-paths" 2>/dev/null | while IFS= read -r f; do
+      say mode "$(perm_of "$f") $f"
+    done
   # LFS files are snapshotted as their bytes (no clean filter): plain blobs, not LFS objects.
   say lfs "$(git check-attr filter --stdin <"$tmp/pub-paths" 2>/dev/null | grep -c ': filter: lfs$')"
 }
 
-# What git cannot hold, in the work tree outside ignored paths: FIFOs and sockets, empty
-# directories, and files only their owner may read (a backup brings them back 0644 or 0755).
-# Prints `unkept=KIND PATH` lines, at most 20.
+# What git cannot hold, in the work tree outside ignored paths: FIFOs and sockets, and empty
+# directories. Prints `unkept=KIND PATH` lines, at most 20.
 unkept() {
-  find . -name .git -prune -o \( -type p -o -type s -o \( -type d -empty \) \
-       -o \( -type f ! -perm -044 \) \) -print 2>/dev/null | sed 's|^\./||' | grep -v '^\.$' |
+  find . -name .git -prune -o \( -type p -o -type s -o \( -type d -empty \) \) -print \
+       2>/dev/null | sed 's|^\./||' | grep -v '^\.$' |
     git --no-optional-locks check-ignore --stdin -n -v 2>/dev/null |
     sed -n 's/^::	//p' | head -n 20 | while IFS= read -r f; do
       if [ -p "$f" ]; then say unkept "fifo $f"
       elif [ -S "$f" ]; then say unkept "socket $f"
-      elif [ -d "$f" ]; then say unkept "empty-dir $f"
-      else say unkept "mode $(ls -ld "$f" | awk '{ m = 0; s = substr($1, 2, 9)
-          for (i = 1; i <= 9; i++) { m = m * 2 + (substr(s, i, 1) != "-") }
-          printf "%04o", m }') $f"; fi
+      elif [ -d "$f" ]; then say unkept "empty-dir $f"; fi
     done
+}
+
+# The permission bits of a file, in octal (git keeps only 0644 and 0755).
+perm_of() {
+  ls -ld "$1" | awk '{ m = 0; s = substr($1, 2, 9)
+    for (i = 1; i <= 9; i++) { m = m * 2 + (substr(s, i, 1) != "-") }
+    printf "%04o", m }'
 }
 
 # The working directory of a process now (Linux /proc, else lsof), or nothing.
@@ -412,6 +421,15 @@ restore() {
   git diff-tree -r -z --no-renames --name-only --diff-filter=D HEAD "$sha" |
     (cd "$top" && xargs -0 rm -f --) || fail "cannot remove files deleted in $ref"
   say files "$(git diff-tree -r -z --no-renames --name-only HEAD "$sha" | tr -cd '\0' | wc -c | tr -d ' ')"
+  # Modes git does not keep, from the message's `Mode: 0600 PATH` lines: only permission bits,
+  # only for regular files of the backup, never outside the tree.
+  git log -1 --format=%B "$sha" | sed -n 's/^Mode: //p' | while IFS= read -r line; do
+    m=${line%% *} f=${line#* }
+    case $m in 0[0-7][0-7][0-7]) ;; *) continue ;; esac
+    case /$f/ in */../*|//*) continue ;; esac
+    [ "$(git cat-file -t "$sha:$f" 2>/dev/null)" = blob ] && [ -f "$f" ] && [ ! -L "$f" ] &&
+      chmod "$m" -- "$f" && say mode "$m $f"
+  done
   # Index: the staged versions, when the backup recorded them (second parent).
   if istaged=$(git rev-parse -q --verify "$sha^2^{tree}"); then
     git read-tree "$istaged" 2>"$tmp/err" ||

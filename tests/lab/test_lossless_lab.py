@@ -144,6 +144,7 @@ def test_backup_holds_skip_worktree_edits_and_working_tree_bytes_the_plan_names_
     assert (repo / "mixed.txt").read_bytes() == b"m1\r\nm2\n"
     assert (repo / "t.crlf").read_bytes() == b"a\nb\r\nc\n"
     assert (repo / "hidden.cfg").read_text() == "local edit under skip-worktree\n"
+    assert (repo / "key.pem").stat().st_mode & 0o777 == 0o600  # the mode came back too
 
 
 def test_fast_forwards_never_overwrite_ignored_files(p0: P0, state: Path) -> None:

@@ -46,10 +46,10 @@ def test_journal_cleans_missing_from_the_audit_log_are_recorded_once(state: Path
 
 
 def test_unkept_note_names_each_path_and_what_happens_to_it() -> None:
-    note = backup.unkept_note(["fifo run/pipe", "empty-dir build/out", "mode 0600 key.pem"])
+    note = backup.unkept_note(["fifo run/pipe", "empty-dir build/out"])
     assert note == ("git cannot keep: run/pipe (fifo: not in the backup), build/out (empty dir: "
-                    "not in the backup), key.pem (mode 0600: restored as 0644/0755); a clean "
-                    "never removes FIFOs, sockets or empty directories")
+                    "not in the backup); a clean never removes FIFOs, sockets or empty "
+                    "directories")
 
 
 def test_watchdog_ends_the_whole_process_group_and_passes_exit_codes() -> None:
