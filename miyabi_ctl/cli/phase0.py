@@ -163,7 +163,7 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
           yes: Yes = False, json_out: Json = False, timeout: Timeout = None, forks: Forks = None,
           fleet_path: FleetPath = None) -> None:
     """Merge --from into --into on the host with the newest --from, in a temporary worktree."""
-    from miyabi_ctl.phase0.merge import apply_merge, plan_merge
+    from miyabi_ctl.phase0.merge import apply_merge, plan_merge, record_refusal
     from miyabi_ctl.phase0.render import merge_lines, merge_result_lines
 
     inv, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
@@ -172,6 +172,8 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
         raise typer.BadParameter("no --from and no repo.feature in fleet.yaml")
     with fleet:
         plan = plan_merge(fleet, from_=source, into=into or inv.repo.main, on=on)
+        if apply and plan.action == "refuse":
+            record_refusal(plan)
         plan_then_apply(Change(
             plan_json={"plan": plan.to_json()},
             show_plan=lambda: typer.echo("\n".join(merge_lines(plan))),

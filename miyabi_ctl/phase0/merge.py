@@ -254,6 +254,8 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
                 sync: bool = False, check_timeout: float = CHECK_TIMEOUT_S) -> MergeOutcome:
     """Fetch on the chosen host, decide again on fresh facts, merge in a temporary worktree."""
     if plan.action != "merge" or plan.host is None:
+        if plan.action == "refuse":
+            record_refusal(plan)
         return MergeOutcome(plan, ok=plan.action == "nothing", message=plan.reason)
     audit.ensure_writable()
     inv = fleet.inventory
@@ -316,6 +318,13 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
             out.sync = [SyncStep(s.host, "skip", "nothing was pushed") for s in plan.sync]
         out.ok = all(s.ok for s in out.sync)
     return out
+
+
+def record_refusal(plan: MergePlan) -> None:
+    """An --apply that its plan refused is in the audit log too (nothing changed)."""
+    audit.ensure_writable()
+    audit.record(plan.host or "-", "merge", result="refused", error=plan.reason, planned=True,
+                 source=plan.source)
 
 
 def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:

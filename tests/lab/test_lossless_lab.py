@@ -178,6 +178,13 @@ def test_fast_forwards_never_overwrite_ignored_files(p0: P0, state: Path) -> Non
     doc = doc.get("plan", doc)
     assert (doc["action"], doc["reason"]) == (
         "nothing", "origin/ll/ff is already merged into origin/main"), doc
+    # An --apply its plan refuses changes nothing, and is in the audit log.
+    refused = cli("phase0", "merge", "--from", "ll/none", "--on", "ll-ffa", "--fleet", str(fleet),
+                  "--apply", "--yes", state=state)
+    assert refused.returncode == 1
+    entries = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+    assert entries[-1]["action"] == "merge" and entries[-1]["result"] == "refused"
+    assert "no ll/none branch" in entries[-1]["error"]
 
 
 # -- recall ------------------------------------------------------------------------------------
