@@ -74,12 +74,15 @@ def _selection(older_than: str | None, started_before: str | None, keep: int,
         raise typer.BadParameter(str(exc)) from None
 
 
+Exclude = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="PATTERN",
+    help="Keep files matching this glob (from the repository's top, e.g. '**/.env*') out of "
+         "the backup; they stay on disk and --clean leaves them alone. Repeatable.")]
+
+
 @phase0.command()
 def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push: NoPush = False,
-           clean: Clean = False, exclude: Annotated[list[str] | None, typer.Option(
-               "--exclude", metavar="PATTERN",
-               help="Keep files matching this glob (from the repository's top, e.g. "
-                    "'**/.env*') out of the backup; they stay on disk. Repeatable.")] = None,
+           clean: Clean = False, exclude: Exclude = None,
            json_out: Json = False, timeout: Timeout = None,
            forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """Snapshot uncommitted work onto backup/<host>-<date> without touching the tree; push; verify."""
@@ -186,7 +189,7 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
 
 
 @phase0.command()
-def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
+def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False, exclude: Exclude = None,
         older_than: OlderThan = None, started_before: StartedBefore = None, keep: Keep = 0,
         agent: Agent = None, grace: Grace = 10.0, force: Force = False, from_: From = None,
         into: Into = None, check: Check = None, sync: Sync = False, apply: Apply = False,
@@ -205,7 +208,7 @@ def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
 
     with fleet:
         plan = plan_run(fleet, selection=selection, clean=clean, force=force, merge_from=from_,
-                        merge_into=into)
+                        merge_into=into, exclude=tuple(exclude or ()))
         plan_then_apply(Change(
             plan_json=plan.to_json(),
             show_plan=lambda: run_plan_lines(console, plan, show=show, plain=_plain()),
