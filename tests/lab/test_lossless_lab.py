@@ -339,3 +339,23 @@ def test_stale_index_lock_and_a_nested_repo_without_commits_are_named(p0: P0, st
                       .stdout)["hosts"][0]
     assert plan["action"] == "refuse" and "vendor/fresh" in plan["reason"], plan
     assert "has no commit yet" in plan["reason"], plan
+
+
+def test_a_step_that_times_out_ends_its_remote_process_group(p0: P0, state: Path) -> None:
+    from miyabi_ctl.errors import CommandTimeout
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.remote import run_script
+
+    host = p0.host("ll-timeout")
+    fleet_file = p0.fleet("ll-timeout", [host])
+    # A "push" that takes too long: a child process, then a write at its end.
+    script = "sleep 20 & sleep 20; echo late >/root/too-late"
+    with Fleet(load_inventory(fleet_file)) as fleet, pytest.raises(CommandTimeout):
+        run_script(fleet.host("ll-timeout"), script, timeout=2, end_on_timeout=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "sleep 20" in host.sh("ps -eo args").stdout:
+        time.sleep(0.2)
+    assert "sleep 20" not in host.sh("ps -eo args").stdout  # the whole group ended
+    time.sleep(1)
+    assert not (host.home / "too-late").exists()
