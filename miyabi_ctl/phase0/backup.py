@@ -394,10 +394,15 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     if "recreated" in values:
         audit.record(host.name, "backup.recreate", result="ok",
                      after={"branch": plan.branch, "commit": values["recreated"]}, path=path)
+    # No exit status: the connection closed before the script ended (the host went away).
+    vanished = result.exit_code == -1
     error = values.get("error") or (None if result.exit_code == 0 else
-                                    _last_line(result.stderr) or f"exit {result.exit_code}")
+                                    _last_line(result.stderr) or
+                                    ("the host went away before the step finished: its outcome "
+                                     "is unknown" if vanished else f"exit {result.exit_code}"))
     if push:
-        audit.record(host.name, "backup.push", result="ok" if outcome.verified else "failed",
+        audit.record(host.name, "backup.push",
+                     result="ok" if outcome.verified else "unknown" if vanished else "failed",
                      after={"branch": plan.branch, "remote": snap.remote, "commit": outcome.commit,
                             "remote_tree": values.get("remote_tree")},
                      error=None if outcome.verified else error or "no verification", path=path)

@@ -359,3 +359,30 @@ def test_a_step_that_times_out_ends_its_remote_process_group(p0: P0, state: Path
     assert "sleep 20" not in host.sh("ps -eo args").stdout  # the whole group ended
     time.sleep(1)
     assert not (host.home / "too-late").exists()
+
+
+def test_a_host_dying_mid_push_is_logged_with_an_error(p0: P0, state: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    host = p0.host("ll-dies")
+    (host.repo / "wip.txt").write_text("work\n")
+    git("config", "remote.origin.receivepack", "sleep 30; git-receive-pack", cwd=host.repo)
+    fleet = p0.fleet("ll-dies", [host])
+    env = {**os.environ, "MIYABI_STATE_DIR": str(state), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "miyabi_ctl", "phase0", "backup", "--fleet",
+                             str(fleet), "--apply", "--yes"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "sleep 30" not in host.sh("ps -eo args").stdout:
+        time.sleep(0.1)
+    host.kill()  # mid-push
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    entries = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+    last = entries[-1]
+    # Whether the script's last words reached the controller or not, the push is not "ok" and
+    # says why.
+    assert (last["action"], last["result"]) in {("backup", "unknown"), ("backup.push", "unknown")}
+    assert "went away" in last["error"] or "connection" in last["error"], last
