@@ -9,14 +9,15 @@ stash`` does), so ``restore`` can put the index back as well.
 
 ``plan_backup`` builds the snapshot in a throw-away object directory and decides; ``apply_backup``
 builds it for real and runs the same decision. ``backup_tree`` is the reusable entry point
-(``recall`` calls it); callers hold the host lock.
+(``recall`` calls it); callers hold the host lock. What the script saw is read in
+``snapshot.py``, the plan's words about what it publishes in ``publish.py``, and the host's
+clean journal in ``journal.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,61 +28,20 @@ from miyabi_ctl.connectors.base import Host
 from miyabi_ctl.errors import ExitCode, HostError, HostLocked
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.names import check_remote
+from miyabi_ctl.phase0.journal import reconcile_journal
 from miyabi_ctl.phase0.locks import host_lock
+from miyabi_ctl.phase0.publish import publish_flags, publish_note, unkept_note
+from miyabi_ctl.phase0.snapshot import Snapshot, parse_snapshot
 from miyabi_ctl.probe.agents import AgentSession
 from miyabi_ctl.probe.look import probe_host
 from miyabi_ctl.remote import Script, key_values, run_script
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-#: Names that usually hold secrets: a backup branch on a shared remote should not carry them.
-SECRET_PATTERNS = (".env*", "*.pem", "id_*", "credentials*", "*.key", "*.p12", "*.pfx")
-BIG_FILE = 100 * 1024 * 1024  # GitHub refuses files over 100 MB
 PUSH_TIMEOUT_S = 900.0  # a first backup of a big tree is a real upload
 
 
+
 BACKUP_SCRIPT = Script("phase0", "backup.sh")
-
-
-@dataclass(frozen=True)
-class BackupRef:
-    """An existing backup branch of this label (local or remote-tracking)."""
-
-    ref: str
-    commit: str
-    tree: str
-    index_tree: str | None
-
-    @property
-    def branch(self) -> str:
-        """``backup/majin-2025-11-26`` whether the ref is local or remote-tracking."""
-        return "backup/" + self.ref.split("/backup/", 1)[1]
-
-
-@dataclass
-class Snapshot:
-    """What the backup script saw: the repo, its state and the tree of its working files."""
-
-    path: str
-    top: str | None = None
-    remote: str | None = None
-    head: str | None = None
-    branch: str | None = None
-    detached: bool = False
-    tree: str | None = None
-    head_tree: str | None = None
-    index_tree: str | None = None
-    added: int = 0
-    modified: int = 0
-    deleted: int = 0
-    new_gitlinks: int = 0
-    refs: list[BackupRef] = field(default_factory=list)
-    unkept: list[str] = field(default_factory=list)  # "fifo PATH", "empty-dir PATH", "mode 0600 PATH"
-    publish: list[tuple[int, str]] = field(default_factory=list)  # (size, path) the backup adds
-    lfs: int = 0  # of those, files git-lfs tracks: saved as plain blobs
-    modes: list[str] = field(default_factory=list)  # "0600 PATH": kept in the commit message
-    journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
-    refuse: str | None = None
-    norepo: str | None = None
 
 
 @dataclass
@@ -157,80 +117,6 @@ class BackupOutcome:
 
 
 # -- deciding ---------------------------------------------------------------------------------
-
-def parse_snapshot(path: str, text: str) -> Snapshot:
-    snap = Snapshot(path=path)
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if key == "ref":
-            ref, commit, tree, itree = value.split(" ")
-            snap.refs.append(BackupRef(ref, commit, tree, None if itree == "-" else itree))
-        elif key == "unkept":
-            snap.unkept.append(value)
-        elif key == "publish":
-            size, _, name = value.partition(" ")
-            snap.publish.append((int(size) if size.isdigit() else -1, name))
-        elif key == "journal":
-            snap.journal.append(value)
-        elif key in ("top", "remote", "head", "branch", "tree", "head_tree", "index_tree",
-                     "refuse", "norepo"):
-            setattr(snap, key, value or None)
-        elif key == "detached":
-            snap.detached = value == "1"
-        elif key == "mode":
-            snap.modes.append(value)
-        elif key == "lfs":
-            snap.lfs = int(value) if value.isdigit() else 0
-        elif key in ("count_A", "count_M", "count_D", "count_T"):
-            n = int(value or 0)
-            if key == "count_A":
-                snap.added = n
-            elif key == "count_D":
-                snap.deleted = n
-            else:
-                snap.modified += n
-        elif key == "gitlinks":
-            snap.new_gitlinks += int(value or 0)
-        elif key == "head_gitlinks":
-            snap.new_gitlinks -= int(value or 0)
-    return snap
-
-
-def publish_flags(path: str, size: int) -> list[str]:
-    """Why a file the backup would publish deserves a look: a secret-like name, or too big."""
-    flags = []
-    if any(fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], p) for p in SECRET_PATTERNS):
-        flags.append("secret-like name")
-    if size > BIG_FILE:
-        flags.append(f"{size / 1024 / 1024:.0f} MB, over GitHub's 100 MB limit")
-    return flags
-
-
-def publish_note(publish: list[tuple[int, str]], remote: str | None) -> str | None:
-    flagged = [(name, publish_flags(name, size)) for size, name in publish]
-    flagged = [(name, flags) for name, flags in flagged if flags]
-    if not flagged:
-        return None
-    shown = ", ".join(f"{name} ({'; '.join(flags)})" for name, flags in flagged[:10])
-    more = f" and {len(flagged) - 10} more" if len(flagged) > 10 else ""
-    return (f"the backup would publish to {remote or 'the remote'}: {shown}{more} — "
-            "--exclude PATTERN keeps files out of the backup (they stay on disk as they are, "
-            "and --clean leaves them alone)")
-
-
-def unkept_note(unkept: list[str]) -> str:
-    """What git has no place for, in words: FIFOs, sockets and empty directories are in no backup
-    (a clean leaves them where they are)."""
-    words = []
-    for item in unkept:
-        kind, _, rest = item.partition(" ")
-        words.append(f"{rest} ({kind.replace('-', ' ')}: not in the backup)")
-    more = " and maybe more" if len(unkept) >= 20 else ""
-    return ("git cannot keep: " + ", ".join(words) + more
-            + "; a clean never removes FIFOs, sockets or empty directories")
-
 
 def branch_pattern(label: str) -> re.Pattern[str]:
     return re.compile(rf"^backup/{re.escape(label)}-\d{{4}}-\d{{2}}-\d{{2}}(?:-\d+)?$")
@@ -459,39 +345,6 @@ def backup_tree(host: Host, path: str, *, label: str, remote: str | None, push: 
 
 def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
-
-
-def reconcile_journal(host: str, path: str, journal: list[str]) -> list[dict[str, Any]]:
-    """Record the cleans the host's journal holds that the audit log does not (the controller
-    was stopped, by Ctrl-C or a crash, between the clean and its audit entry). A clean that
-    started without a ``done`` line ended in the middle: its outcome is ``unknown``."""
-    started: dict[str, list[str]] = {}
-    done: dict[str, list[str]] = {}
-    for line in journal:
-        word, _, rest = line.partition(" ")
-        fields = rest.split(" ")
-        if word == "start" and len(fields) >= 4:
-            started[fields[0]] = fields
-        elif word == "done" and len(fields) >= 2:
-            done[fields[0]] = fields
-        elif word == "nothing" and fields:
-            started.pop(fields[0], None)  # refused before writing anything: already recorded
-    if not started:
-        return []
-    known = {e.get("journal") for e in audit.entries()}
-    recorded = []
-    for jid, (_, when, branch, head, *_rest) in started.items():
-        if jid in known:
-            continue
-        end = done.get(jid)
-        at = dt.datetime.fromtimestamp(int(when), dt.UTC).isoformat() if when.isdigit() else when
-        recorded.append(audit.record(
-            host, "backup.clean", result="ok" if end else "unknown", path=path, backup=branch,
-            before={"head": head},
-            journal=jid, recovered=True,
-            error=None if end else f"the clean started at {at} and its end was never recorded "
-                                   "(the host or the controller stopped): check the tree"))
-    return recorded
 
 
 def _last_line(text: str) -> str:

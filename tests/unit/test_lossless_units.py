@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from miyabi_ctl.phase0 import backup, locks
+from miyabi_ctl.phase0 import journal, locks, publish
 from miyabi_ctl.remote.runner import script_input
 
 
@@ -31,22 +31,22 @@ def test_lock_holder_is_this_installation_not_a_hostname(state: Path) -> None:
 
 
 def test_journal_cleans_missing_from_the_audit_log_are_recorded_once(state: Path) -> None:
-    journal = ["start c0ffee.1700000000 1700000000 backup/h-2025-01-01 abc123",
-               "done c0ffee.1700000000 1700000001",
-               "start beef.1700000100 1700000100 backup/h-2025-01-01-2 abc123",
-               "start dead.1700000200 1700000200 backup/h-2025-01-01-3 abc123",
-               "nothing dead.1700000200"]
-    recorded = backup.reconcile_journal("h", "~/repo", journal)
+    lines = ["start c0ffee.1700000000 1700000000 backup/h-2025-01-01 abc123",
+             "done c0ffee.1700000000 1700000001",
+             "start beef.1700000100 1700000100 backup/h-2025-01-01-2 abc123",
+             "start dead.1700000200 1700000200 backup/h-2025-01-01-3 abc123",
+             "nothing dead.1700000200"]
+    recorded = journal.reconcile_journal("h", "~/repo", lines)
     assert [(e["journal"], e["result"]) for e in recorded] == [
         ("c0ffee.1700000000", "ok"), ("beef.1700000100", "unknown")]
     assert "never recorded" in recorded[1]["error"]
-    assert backup.reconcile_journal("h", "~/repo", journal) == []
-    lines = (state / "audit.jsonl").read_text().splitlines()
-    assert [json.loads(line)["recovered"] for line in lines] == [True, True]
+    assert journal.reconcile_journal("h", "~/repo", lines) == []
+    logged = (state / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(line)["recovered"] for line in logged] == [True, True]
 
 
 def test_unkept_note_names_each_path_and_what_happens_to_it() -> None:
-    note = backup.unkept_note(["fifo run/pipe", "empty-dir build/out"])
+    note = publish.unkept_note(["fifo run/pipe", "empty-dir build/out"])
     assert note == ("git cannot keep: run/pipe (fifo: not in the backup), build/out (empty dir: "
                     "not in the backup); a clean never removes FIFOs, sockets or empty "
                     "directories")
@@ -66,13 +66,13 @@ def test_watchdog_ends_the_whole_process_group_and_passes_exit_codes() -> None:
 
 
 def test_publish_flags_secret_names_and_files_github_refuses() -> None:
-    assert backup.publish_flags("a/.env.production", 10) == ["secret-like name"]
-    assert backup.publish_flags("keys/id_ed25519", 10) == ["secret-like name"]
-    assert backup.publish_flags("aws/credentials.json", 10) == ["secret-like name"]
-    assert backup.publish_flags("src/identity.py", 10) == []
-    assert backup.publish_flags("data/dump.bin", 150 * 1024 * 1024) == [
+    assert publish.publish_flags("a/.env.production", 10) == ["secret-like name"]
+    assert publish.publish_flags("keys/id_ed25519", 10) == ["secret-like name"]
+    assert publish.publish_flags("aws/credentials.json", 10) == ["secret-like name"]
+    assert publish.publish_flags("src/identity.py", 10) == []
+    assert publish.publish_flags("data/dump.bin", 150 * 1024 * 1024) == [
         "150 MB, over GitHub's 100 MB limit"]
-    note = backup.publish_note([(5, "ok.txt"), (7, ".env")], "origin")
+    note = publish.publish_note([(5, "ok.txt"), (7, ".env")], "origin")
     assert note is not None and note.startswith("the backup would publish to origin: .env "
                                                 "(secret-like name) — --exclude PATTERN")
-    assert backup.publish_note([(5, "ok.txt")], "origin") is None
+    assert publish.publish_note([(5, "ok.txt")], "origin") is None
