@@ -52,7 +52,12 @@ now_ms() {
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-backup.XXXXXX") || fail "mktemp failed"
-trap 'rm -rf "$tmp"' EXIT HUP INT TERM
+trap 'rm -rf "$tmp"' EXIT
+# A signal (the runner's watchdog at the timeout, a lost terminal) ends the script; a trap that
+# only removed $tmp would let it go on without its files.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The snapshot is the working tree's bytes: `add` runs under a stand-in git directory whose
 # info/attributes (the highest-precedence attributes file) turns off every conversion (eol,
