@@ -302,7 +302,8 @@ ident() {
 
 commit() {
   tree=$1 head=$2 itree=$3 branch=$4 create=$5 push=$6 clean=$7 message=$8
-  shift 9  # EXCLUDES (read at the start), then the agent sessions: PID CWD pairs
+  shift 8
+  [ $# -gt 0 ] && shift  # EXCLUDES (read at the start); then the agent sessions: PID CWD pairs
   ref=refs/heads/$branch
   if [ "$create" = 1 ]; then
     ident
