@@ -386,3 +386,22 @@ def test_a_host_dying_mid_push_is_logged_with_an_error(p0: P0, state: Path) -> N
     # says why.
     assert (last["action"], last["result"]) in {("backup", "unknown"), ("backup.push", "unknown")}
     assert "went away" in last["error"] or "connection" in last["error"], last
+
+
+def test_a_killed_merges_worktree_is_dropped_and_a_moved_worktree_kept(p0: P0, state: Path) -> None:
+    host = p0.host("ll-stalewt")
+    # A merge killed with SIGKILL left its temporary worktree registered; someone's worktree
+    # lives on a disk that is not mounted now (its directory is missing).
+    host.sh(f"cd {REPO} && git worktree add -q --detach /tmp/miyabi-merge.dead1/wt HEAD"
+            " && git worktree add -q --detach /root/usb/feature HEAD && rm -rf /root/usb")
+    p0.commit_to_origin("ll/stalewt", {"ll-stalewt.txt": "x\n"}, "stale worktree feature")
+    fleet = p0.fleet("ll-stalewt", [host])
+    proc = cli("phase0", "merge", "--from", "ll/stalewt", "--fleet", str(fleet), "--apply",
+               "--yes", "--json", state=state)
+    doc = json.loads(proc.stdout)
+    assert doc["pushed"], proc.stdout + proc.stderr
+    stale = "removed the temporary worktree a killed merge left: /tmp/miyabi-merge.dead1/wt"
+    assert stale in doc["notes"], doc["notes"]
+    listing = host.sh(f"git -C {REPO} worktree list --porcelain").stdout
+    assert "/tmp/miyabi-merge.dead1/wt" not in listing
+    assert "/root/usb/feature" in listing  # its admin data survives (no git worktree prune)
