@@ -13,12 +13,15 @@ inspect() {
   [ -d "$wt" ] || { echo "absent=1"; return 0; }
   find "$wt" -mindepth 2 -name .git -prune -print 2>/dev/null | while IFS= read -r g; do
     d=${g%/.git}
-    # Fails closed: a repository git cannot read counts as holding work (`?`).
-    if git --no-optional-locks -C "$d" status --porcelain --ignored --untracked-files=normal >"$tmp_status" 2>/dev/null
+    # Fails closed: a repository git cannot read counts as holding work (`?`). Its git
+    # directory is named, so a broken one is never mistaken for the worktree around it.
+    ng() { git --git-dir="$d/.git" --work-tree="$d" "$@"; }
+    if ng --no-optional-locks status --porcelain --ignored --untracked-files=normal >"$tmp_status" 2>/dev/null
     then changes=$(wc -l <"$tmp_status" | tr -d ' '); else changes='?'; fi
-    if git -C "$d" rev-parse -q --verify HEAD >/dev/null 2>&1; then
-      commits=$(git -C "$d" rev-list --count --all --not --remotes 2>/dev/null) || commits='?'
-    else commits=0; fi
+    if ng rev-parse -q --verify HEAD >/dev/null 2>&1; then
+      commits=$(ng rev-list --count --all --not --remotes 2>/dev/null) || commits='?'
+    elif ng rev-parse --git-dir >/dev/null 2>&1; then commits=0
+    else commits='?'; fi
     echo "nested=${changes:-?} ${commits:-?} $(printf '%s' "${d#"$wt"/}" | tr '\n' '?')"
   done
   git -C "$wt" ls-files -z -o -i --exclude-standard --directory >"$tmp_status" 2>/dev/null ||

@@ -405,3 +405,16 @@ def test_a_killed_merges_worktree_is_dropped_and_a_moved_worktree_kept(p0: P0, s
     listing = host.sh(f"git -C {REPO} worktree list --porcelain").stdout
     assert "/tmp/miyabi-merge.dead1/wt" not in listing
     assert "/root/usb/feature" in listing  # its admin data survives (no git worktree prune)
+
+
+def test_recall_nested_repo_checks_fail_closed(lab: Lab, tmp_path: Path) -> None:
+    host, fleet, wt = recall_host(lab, tmp_path, "ll-nested", 9303)
+    # A nested repository git cannot read (a broken HEAD): it may hold work, so it counts.
+    host.sh(f"cd {wt} && git init -q vendor/odd && echo 'garbage' >vendor/odd/.git/HEAD"
+            " && echo precious >vendor/odd/work.txt")
+    plan = cli("recall", "9303", "--fleet", str(fleet), state=tmp_path)
+    assert plan.returncode == 1, plan.stdout + plan.stderr
+    assert "vendor/odd (git cannot read it: it may hold work)" in plan.stdout, plan.stdout
+    done = cli("recall", "9303", "--apply", "--yes", "--fleet", str(fleet), state=tmp_path)
+    assert done.returncode == 1
+    assert (host.home / wt.removeprefix("/root/") / "vendor/odd/work.txt").exists()
