@@ -83,9 +83,16 @@ def _selection(older_than: str | None, started_before: str | None, keep: int,
         raise typer.BadParameter(str(exc)) from None
 
 
+Exclude = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="PATTERN",
+    help="Keep files matching this glob (from the repository's top, e.g. '**/.env*') out of "
+         "the backup; they stay on disk and --clean leaves them alone. Repeatable.")]
+
+
 @phase0.command()
 def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push: NoPush = False,
-           clean: Clean = False, json_out: Json = False, timeout: Timeout = None,
+           clean: Clean = False, exclude: Exclude = None,
+           json_out: Json = False, timeout: Timeout = None,
            forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """Snapshot uncommitted work onto backup/<host>-<date> without touching the tree; push; verify."""
     from miyabi_ctl.phase0.backup import apply_backups, backups_exit_code, plan_backups
@@ -94,11 +101,12 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
     _inv, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
     console = make_console()
     with fleet:
-        plans = plan_backups(fleet)
+        plans = plan_backups(fleet, exclude=exclude or ())
         plan_then_apply(Change(
             plan_json={"hosts": [p.to_json() for p in plans]},
             show_plan=lambda: show(console, backup_table(plans, plain=_plain())),
-            carry_out=lambda: apply_backups(fleet, plans, push=not no_push, clean=clean),
+            carry_out=lambda: apply_backups(fleet, plans, push=not no_push, clean=clean,
+                                            exclude=exclude or ()),
             outcome_json=lambda out: {"hosts": [o.to_json() for o in out.values()]},
             show_outcome=lambda out: show(console, backup_table(plans, out, plain=_plain())),
             exit_code=backups_exit_code,
@@ -171,7 +179,7 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
           yes: Yes = False, json_out: Json = False, timeout: Timeout = None, forks: Forks = None,
           fleet_path: FleetPath = None) -> None:
     """Merge --from into --into on the host with the newest --from, in a temporary worktree."""
-    from miyabi_ctl.phase0.merge import apply_merge, plan_merge
+    from miyabi_ctl.phase0.merge import apply_merge, plan_merge, record_refusal
     from miyabi_ctl.phase0.render import merge_lines, merge_result_lines
 
     inv, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
@@ -180,6 +188,8 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
         raise typer.BadParameter("no --from and no repo.feature in fleet.yaml")
     with fleet:
         plan = plan_merge(fleet, from_=source, into=into or inv.repo.main, on=on)
+        if apply and plan.action == "refuse":
+            record_refusal(plan)
         plan_then_apply(Change(
             plan_json={"plan": plan.to_json()},
             show_plan=lambda: echo_lines(*merge_lines(plan)),
@@ -192,7 +202,7 @@ def merge(hosts: Hosts = None, from_: From = None, into: Into = None,
 
 
 @phase0.command()
-def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
+def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False, exclude: Exclude = None,
         older_than: OlderThan = None, started_before: StartedBefore = None, keep: Keep = 0,
         agent: Agent = None, grace: Grace = 10.0, force: Force = False, from_: From = None,
         into: Into = None, check: Check = None, sync: Sync = False, apply: Apply = False,
@@ -211,7 +221,7 @@ def run(hosts: Hosts = None, clean: Clean = False, no_push: NoPush = False,
 
     with fleet:
         plan = plan_run(fleet, selection=selection, clean=clean, force=force, merge_from=from_,
-                        merge_into=into)
+                        merge_into=into, exclude=tuple(exclude or ()))
         plan_then_apply(Change(
             plan_json=plan.to_json(),
             show_plan=lambda: run_plan_lines(console, plan, show=show, plain=_plain()),

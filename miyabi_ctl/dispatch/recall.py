@@ -125,7 +125,12 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
     their deletion, the recall is refused before anything is changed (and the removal script
     checks again once the session is stopped)."""
     from miyabi_ctl.dispatch.agent_run import stop
-    from miyabi_ctl.dispatch.worktree import WorktreeKept, inspect_worktree, remove_worktree
+    from miyabi_ctl.dispatch.worktree import (
+        WorktreeKept,
+        inspect_worktree,
+        remove_worktree,
+        stop_processes,
+    )
 
     audit.ensure_writable()
     a = target.assignment
@@ -140,14 +145,33 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
             audit.record(host.name, "recall", result="refused", error=out.message, issue=a.issue)
             return out
         out.stopped = stop(host, a.issue)
-        audit.record(host.name, "recall.stop", result="ok", issue=a.issue,
-                     after={"session": a.session, "was_running": out.stopped})
+        # Then everything else that works in the worktree (a helper the agent started with
+        # setsid, a dev server, a second session): its writes must be in the backup.
+        procs = stop_processes(host, inventory, a.worktree)
+        audit.record(host.name, "recall.stop", result="ok" if not procs.left else "failed",
+                     issue=a.issue, after={"session": a.session, "was_running": out.stopped,
+                                           "stopped": list(procs.stopped),
+                                           "left": list(procs.left)})
+        if procs.left:
+            out.message = ("processes would not end, worktree kept: "
+                           + ", ".join(map(str, procs.left)))
+            return out
         backup = backup_tree(host, a.worktree, label=backup_label(a.issue),
                              remote=inventory.repo.remote)
         out.backup = backup.message
         if not backup.ok:
             out.message = f"backup failed, worktree kept: {backup.message}"
             audit.record(host.name, "recall", result="failed", error=out.message, issue=a.issue)
+            return out
+        # Right before the removal: the tree must still be exactly what the backup holds.
+        now = plan_backup(host, a.worktree, label=backup_label(a.issue),
+                          remote=inventory.repo.remote).snapshot
+        if now is None or now.tree != backup.tree or now.index_tree != (
+                backup.plan.snapshot.index_tree if backup.plan and backup.plan.snapshot else None):
+            out.message = ("the worktree changed after its backup (is someone still working "
+                           f"there?): worktree kept; {backup.message}")
+            audit.record(host.name, "recall.remove", result="refused", error=out.message,
+                         issue=a.issue, backup=backup.branch)
             return out
         try:
             found = remove_worktree(host, inventory, a.worktree, discard_ignored=discard.ignored,
@@ -162,14 +186,19 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
                      before={"worktree": a.worktree, "branch": a.branch,
                              "ignored": len(found.ignored),
                              "nested": [n.path for n in found.nested]},
-                     after={"backup": backup.branch}, discarded=vars(discard))
+                     after={"backup": backup.branch, "kept": found.kept},
+                     discarded=vars(discard))
     problem = release_claim(target, keeper, [a.host], "recall", release)
     if a.id:
         store.end(a.id, "recalled", backup.message)
     out.ok = problem is None
     out.message = (f"stopped {a.session}" if out.stopped else f"{a.session} was not running")
+    if procs.stopped:
+        out.message += f"; ended {len(procs.stopped)} other processes working in the worktree"
     out.message += f"; {backup.message}; worktree removed, branch {a.branch} kept"
     out.message += f"; {problem}" if problem else "; claim released"
+    if found.kept:
+        out.message += f"; the detached HEAD's commits kept on branch {found.kept}"
     return out
 
 

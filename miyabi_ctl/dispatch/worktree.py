@@ -21,14 +21,17 @@ class WorktreeKept(Refused):
 @dataclass(frozen=True)
 class NestedRepo:
     path: str  # relative to the worktree
-    changes: int  # uncommitted, untracked or ignored files
-    commits: int  # commits on none of its remotes
+    changes: int  # uncommitted, untracked or ignored files; -1: git could not tell
+    commits: int  # commits on none of its remotes; -1: git could not tell
 
     @property
     def has_work(self) -> bool:
-        return self.changes > 0 or self.commits > 0
+        """Fails closed: a repository git could not read counts as holding work."""
+        return self.changes != 0 or self.commits != 0
 
     def describe(self) -> str:
+        if self.changes < 0 or self.commits < 0:
+            return f"{self.path} (git cannot read it: it may hold work)"
         if not self.has_work:
             return f"{self.path} (clean, every commit on its remotes)"
         parts = [f"{self.changes} uncommitted or ignored files"] if self.changes else []
@@ -43,6 +46,7 @@ class Leftovers:
     nested: tuple[NestedRepo, ...] = ()
     ignored: tuple[str, ...] = ()
     absent: bool = False
+    kept: str | None = None  # the branch a detached HEAD's commits were kept on
 
     @property
     def nested_with_work(self) -> list[NestedRepo]:
@@ -77,18 +81,24 @@ def _some(items: Iterable[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def _count(text: str) -> int:
+    return int(text) if text.isdigit() else -1
+
+
 def _parse_leftovers(stdout: str) -> Leftovers:
-    nested, ignored, absent = [], [], False
+    nested, ignored, absent, kept = [], [], False, None
     for line in stdout.splitlines():
         key, _, value = line.partition("=")
+        if key == "kept":
+            kept = value
         if key == "nested":
             changes, commits, path = value.split(" ", 2)
-            nested.append(NestedRepo(path, int(changes or 0), int(commits or 0)))
+            nested.append(NestedRepo(path, _count(changes), _count(commits)))
         elif key == "ignored" and value:
             ignored.append(value)
         elif key == "absent":
             absent = True
-    return Leftovers(tuple(nested), tuple(ignored), absent)
+    return Leftovers(tuple(nested), tuple(ignored), absent, kept)
 
 
 def inspect_worktree(host: Host, inventory: Inventory, worktree: str) -> Leftovers:
@@ -101,6 +111,30 @@ def inspect_worktree(host: Host, inventory: Inventory, worktree: str) -> Leftove
     return _parse_leftovers(result.stdout)
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """The processes that worked in a worktree: ended, and those that would not end."""
+
+    stopped: tuple[int, ...] = ()
+    left: tuple[int, ...] = ()
+
+
+def stop_processes(host: Host, inventory: Inventory, worktree: str, grace_s: int = 10) -> Stopped:
+    """End every process whose working directory or an open file is inside the worktree (a
+    helper the agent started with setsid, a dev server, a second session): TERM, then KILL."""
+    result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
+                        "stop", "0", "0", str(grace_s), timeout=grace_s + 60, end_on_timeout=True)
+    if result.exit_code != 0:
+        error = key_values(result.stdout).get("error") or result.stderr.strip()
+        raise CommandFailed(host.name, f"cannot stop the processes in {worktree}: {error}", result)
+    pids = {"stopped": [], "left": []}  # type: dict[str, list[int]]
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key in pids and value.isdigit():
+            pids[key].append(int(value))
+    return Stopped(tuple(pids["stopped"]), tuple(pids["left"]))
+
+
 def remove_worktree(host: Host, inventory: Inventory, worktree: str, *,
                     discard_ignored: bool = False, discard_nested: bool = False) -> Leftovers:
     """Remove the issue's worktree (its branch and the run files with the log stay).
@@ -111,11 +145,13 @@ def remove_worktree(host: Host, inventory: Inventory, worktree: str, *,
     """
     result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
                         "remove", "1" if discard_ignored else "0", "1" if discard_nested else "0",
-                        timeout=120)
+                        timeout=120, end_on_timeout=True)
     found = _parse_leftovers(result.stdout)
     if result.exit_code == 6:
         reasons = found.refusals(discard_ignored=discard_ignored, discard_nested=discard_nested)
         raise WorktreeKept("; ".join(reasons) or key_values(result.stdout).get("error", "refused"))
+    if result.exit_code == 7:
+        raise WorktreeKept(key_values(result.stdout).get("error", "processes work in it"))
     if result.exit_code != 0:
         error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot remove {worktree}: {error}", result)

@@ -9,7 +9,9 @@ stash`` does), so ``restore`` can put the index back as well.
 
 ``plan_backup`` builds the snapshot in a throw-away object directory and decides; ``apply_backup``
 builds it for real and runs the same decision. ``backup_tree`` is the reusable entry point
-(``recall`` calls it); callers hold the host lock.
+(``recall`` calls it); callers hold the host lock. What the script saw is read in
+``snapshot.py``, the plan's words about what it publishes in ``publish.py``, and the host's
+clean journal in ``journal.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from miyabi_ctl.connectors.base import Host
 from miyabi_ctl.errors import ExitCode, HostError, HostLocked
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.names import check_remote
+from miyabi_ctl.phase0.journal import reconcile_journal
 from miyabi_ctl.phase0.locks import host_lock
+from miyabi_ctl.phase0.publish import publish_flags, publish_note, unkept_note
+from miyabi_ctl.phase0.snapshot import Snapshot, parse_snapshot
 from miyabi_ctl.probe.agents import AgentSession
 from miyabi_ctl.probe.look import probe_host
 from miyabi_ctl.remote import Script, key_values, run_script
@@ -35,44 +40,8 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 PUSH_TIMEOUT_S = 900.0  # a first backup of a big tree is a real upload
 
 
+
 BACKUP_SCRIPT = Script("phase0", "backup.sh")
-
-
-@dataclass(frozen=True)
-class BackupRef:
-    """An existing backup branch of this label (local or remote-tracking)."""
-
-    ref: str
-    commit: str
-    tree: str
-    index_tree: str | None
-
-    @property
-    def branch(self) -> str:
-        """``backup/majin-2025-11-26`` whether the ref is local or remote-tracking."""
-        return "backup/" + self.ref.split("/backup/", 1)[1]
-
-
-@dataclass
-class Snapshot:
-    """What the backup script saw: the repo, its state and the tree of its working files."""
-
-    path: str
-    top: str | None = None
-    remote: str | None = None
-    head: str | None = None
-    branch: str | None = None
-    detached: bool = False
-    tree: str | None = None
-    head_tree: str | None = None
-    index_tree: str | None = None
-    added: int = 0
-    modified: int = 0
-    deleted: int = 0
-    new_gitlinks: int = 0
-    refs: list[BackupRef] = field(default_factory=list)
-    refuse: str | None = None
-    norepo: str | None = None
 
 
 @dataclass
@@ -111,6 +80,8 @@ class BackupPlan:
             "detached": s.detached if s else False, "tree": s.tree if s else None,
             "staged_tree": self._staged_tree(),
             "files": {"added": s.added, "modified": s.modified, "deleted": s.deleted} if s else None,
+            "publish": [{"path": name, "size": size, "flags": publish_flags(name, size)}
+                        for size, name in s.publish] if s else [],
         }
 
     def _staged_tree(self) -> str | None:
@@ -147,35 +118,6 @@ class BackupOutcome:
 
 # -- deciding ---------------------------------------------------------------------------------
 
-def parse_snapshot(path: str, text: str) -> Snapshot:
-    snap = Snapshot(path=path)
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if key == "ref":
-            ref, commit, tree, itree = value.split(" ")
-            snap.refs.append(BackupRef(ref, commit, tree, None if itree == "-" else itree))
-        elif key in ("top", "remote", "head", "branch", "tree", "head_tree", "index_tree",
-                     "refuse", "norepo"):
-            setattr(snap, key, value or None)
-        elif key == "detached":
-            snap.detached = value == "1"
-        elif key in ("count_A", "count_M", "count_D", "count_T"):
-            n = int(value or 0)
-            if key == "count_A":
-                snap.added = n
-            elif key == "count_D":
-                snap.deleted = n
-            else:
-                snap.modified += n
-        elif key == "gitlinks":
-            snap.new_gitlinks += int(value or 0)
-        elif key == "head_gitlinks":
-            snap.new_gitlinks -= int(value or 0)
-    return snap
-
-
 def branch_pattern(label: str) -> re.Pattern[str]:
     return re.compile(rf"^backup/{re.escape(label)}-\d{{4}}-\d{{2}}-\d{{2}}(?:-\d+)?$")
 
@@ -198,6 +140,20 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
     if snap.new_gitlinks > 0:
         plan.notes.append(f"{snap.new_gitlinks} embedded repositories are recorded as a commit id "
                           "only (their files are not in the backup; --clean leaves them in place)")
+    if snap.unkept:
+        plan.notes.append(unkept_note(snap.unkept))
+    if snap.modes:
+        plan.notes.append("modes git does not keep are recorded in the backup and put back by "
+                          "restore: " + ", ".join(f"{m.partition(' ')[2]} ({m.partition(' ')[0]})"
+                                                  for m in snap.modes[:10])
+                          + (f" and {len(snap.modes) - 10} more" if len(snap.modes) > 10 else ""))
+    if snap.lfs:
+        plan.notes.append(f"{snap.lfs} files tracked by git-lfs are saved as their bytes, as plain "
+                          "git blobs (not LFS objects: no pointer, and the LFS server is not "
+                          "involved; files over 100 MB are flagged)")
+    flagged = publish_note(snap.publish, snap.remote)
+    if flagged:
+        plan.notes.append(flagged)
     staged = snap.index_tree if snap.index_tree != snap.head_tree else None
     if snap.tree == snap.head_tree and staged is None:
         plan.action, plan.reason = "clean", "no uncommitted work"
@@ -231,6 +187,12 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
 
 # -- talking to the host ----------------------------------------------------------------------
 
+def _check_excludes(exclude: Sequence[str]) -> None:
+    for pattern in exclude:
+        if not pattern or "\n" in pattern or "\0" in pattern:
+            raise ValueError(f"--exclude pattern {pattern!r} must be one non-empty line")
+
+
 def _check_label(label: str, remote: str | None = None) -> None:
     if not LABEL_RE.match(label):
         raise ValueError(f"backup label {label!r} must match {LABEL_RE.pattern}")
@@ -238,9 +200,10 @@ def _check_label(label: str, remote: str | None = None) -> None:
         check_remote(remote)
 
 
-def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: bool) -> Snapshot:
+def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: bool,
+              exclude: Sequence[str] = ()) -> Snapshot:
     result = run_script(host, BACKUP_SCRIPT, "snapshot" if write else "plan", path, label,
-                        remote or "", timeout=PUSH_TIMEOUT_S)
+                        remote or "", "\n".join(exclude), timeout=PUSH_TIMEOUT_S)
     snap = parse_snapshot(path, result.stdout)
     if result.exit_code != 0 and not snap.refuse:
         values = key_values(result.stdout)
@@ -250,16 +213,17 @@ def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: b
 
 
 def plan_backup(host: Host, path: str, *, label: str, remote: str | None,
-                today: dt.date | None = None) -> BackupPlan:
+                today: dt.date | None = None, exclude: Sequence[str] = ()) -> BackupPlan:
     """Side-effect free: the snapshot's objects go to a temporary directory that is removed."""
     _check_label(label, remote)
-    snap = _snapshot(host, path, label, remote, write=False)
+    _check_excludes(exclude)
+    snap = _snapshot(host, path, label, remote, write=False, exclude=exclude)
     return decide_backup(host.name, path, label, snap, today or dt.date.today())
 
 
 def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push: bool = True,
                  clean: bool = False, sessions: Sequence[AgentSession] = (),
-                 today: dt.date | None = None) -> BackupOutcome:
+                 today: dt.date | None = None, exclude: Sequence[str] = ()) -> BackupOutcome:
     """Snapshot for real, decide as the plan does, then create, push, verify and maybe clean.
 
     ``sessions``: the host's agent sessions (from a probe); with ``clean``, the script refuses
@@ -267,7 +231,9 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     lock. Every step that changed something is in the audit log.
     """
     _check_label(label, remote)
-    snap = _snapshot(host, path, label, remote, write=True)
+    _check_excludes(exclude)
+    snap = _snapshot(host, path, label, remote, write=True, exclude=exclude)
+    reconcile_journal(host.name, path, snap.journal)
     plan = decide_backup(host.name, path, label, snap, today or dt.date.today())
     outcome = BackupOutcome(branch=plan.branch, commit=None, created=False, pushed=False,
                             verified=False, message=plan.reason, action=plan.action,
@@ -283,14 +249,23 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     message = (f"backup: {label} uncommitted work {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %z}"
                f"\n\nmiyabi-ctl phase0 backup of {snap.top or path} on {host.name}"
                f"\nHEAD {snap.head} ({snap.branch or 'detached'})"
-               f"\n{plan.reason}")
-    result = run_script(host, BACKUP_SCRIPT, "commit", path, label, snap.remote or "",
-                        snap.tree, snap.head, staged, plan.branch,
-                        "1" if plan.action == "create" else plan.recreate_from or "0",
-                        "1" if push else "0",
-                        "1" if clean else "0", message,
-                        *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
-                        timeout=PUSH_TIMEOUT_S)
+               f"\n{plan.reason}"
+               + ("\n\nModes git does not keep (restore puts them back):\n"
+                  + "".join(f"Mode: {m}\n" for m in snap.modes) if snap.modes else ""))
+    try:
+        result = run_script(host, BACKUP_SCRIPT, "commit", path, label, snap.remote or "",
+                            snap.tree, snap.head, staged, plan.branch,
+                            "1" if plan.action == "create" else plan.recreate_from or "0",
+                            "1" if push else "0",
+                            "1" if clean else "0", message, "\n".join(exclude),
+                            *(word for s in sessions for word in (str(s.pid), s.cwd or "")),
+                            timeout=PUSH_TIMEOUT_S, end_on_timeout=True)
+    except HostError as exc:
+        # The connection went, or the step outlived its timeout (the host's watchdog then ends
+        # it): what it did is unknown until the next run reads the host's journal.
+        audit.record(host.name, "backup", result="unknown", error=exc.message, path=path,
+                     after={"branch": plan.branch}, clean=clean)
+        raise
     values = key_values(result.stdout)
     outcome.commit = values.get("commit") or values.get("created")
     outcome.created = "created" in values
@@ -305,35 +280,55 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     if "recreated" in values:
         audit.record(host.name, "backup.recreate", result="ok",
                      after={"branch": plan.branch, "commit": values["recreated"]}, path=path)
+    # No exit status: the connection closed before the script ended (the host went away).
+    vanished = result.exit_code == -1
+    error = values.get("error") or (None if result.exit_code == 0 else
+                                    _last_line(result.stderr) or
+                                    ("the host went away before the step finished: its outcome "
+                                     "is unknown" if vanished else f"exit {result.exit_code}"))
     if push:
-        audit.record(host.name, "backup.push", result="ok" if outcome.verified else "failed",
+        audit.record(host.name, "backup.push",
+                     result="ok" if outcome.verified else "unknown" if vanished else "failed",
                      after={"branch": plan.branch, "remote": snap.remote, "commit": outcome.commit,
                             "remote_tree": values.get("remote_tree")},
-                     error=None if outcome.verified else values.get("error"), path=path)
-    error = values.get("error") or (None if result.exit_code == 0 else
-                                    _last_line(result.stderr) or f"exit {result.exit_code}")
+                     error=None if outcome.verified else error or "no verification", path=path)
     where = f"{snap.remote}/{plan.branch}" if push else f"{plan.branch} (local only)"
-    if error or not outcome.verified:
+    if not outcome.verified:
         outcome.ok = False
         outcome.message = f"backup not verified: {error or 'no verification'}"
         if clean:
-            outcome.message += "; nothing was cleaned"
+            outcome.message += "; nothing was cleaned"  # a clean runs only after verification
         return outcome
     verb = "backed up" if outcome.created else "already backed up"
     outcome.message = f"{verb} and verified on {where}"
     if "recreated" in values:
         outcome.message += " (its deleted local branch recreated)"
-    if clean:
-        if outcome.cleaned:
-            audit.record(host.name, "backup.clean", result="ok", before=before,
-                         after={"head": snap.head, "left": int(values.get("left", "0") or 0)},
-                         path=path, backup=plan.branch)
-            outcome.message += "; working tree reset to HEAD"
-        else:
+    if not clean:
+        if error:
             outcome.ok = False
-            reason = values.get("refuse") or "clean did not run"
-            audit.record(host.name, "backup.clean", result="refused", error=reason, path=path)
-            outcome.message += f"; not cleaned: {reason}"
+            outcome.message += f"; then: {error}"
+        return outcome
+    wrote = "window_ms" in values  # the clean's read-tree ran: files were changed
+    if wrote:
+        audit.record(host.name, "backup.clean", result="ok" if outcome.cleaned else "failed",
+                     before=before,
+                     after={"head": snap.head, "left": _int(values.get("left"))},
+                     error=None if outcome.cleaned else error, path=path, backup=plan.branch,
+                     journal=values.get("journal_id"), window_ms=_int(values.get("window_ms")))
+        outcome.message += "; working tree reset to HEAD"
+        left = _int(values.get("left")) or 0
+        if left:
+            outcome.message += (f" ({left} paths the backup does not hold were left as they "
+                                "were: see git status)")
+        if not outcome.cleaned:
+            outcome.ok = False
+            outcome.message += f", but: {error or 'the clean did not finish'}"
+    else:
+        outcome.ok = False
+        reason = values.get("refuse") or error or "clean did not run"
+        audit.record(host.name, "backup.clean", result="refused" if "refuse" in values else "failed",
+                     error=reason, path=path)
+        outcome.message += f"; not cleaned: {reason}"
     return outcome
 
 
@@ -346,6 +341,10 @@ def backup_tree(host: Host, path: str, *, label: str, remote: str | None, push: 
     """
     return apply_backup(host, path, label=label, remote=remote, push=push, clean=False,
                         today=today)
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
 
 
 def _last_line(text: str) -> str:
@@ -362,16 +361,19 @@ def _repo(fleet: Fleet, host: Host) -> str:
     return host.spec.repo_path_or(fleet.inventory.repo)
 
 
-def plan_backups(fleet: Fleet, today: dt.date | None = None) -> list[BackupPlan]:
+def plan_backups(fleet: Fleet, today: dt.date | None = None,
+                 exclude: Sequence[str] = ()) -> list[BackupPlan]:
     remote = check_remote(fleet.inventory.repo.remote)
     outcomes = fleet.map(lambda h: plan_backup(h, _repo(fleet, h), label=h.name, remote=remote,
-                                               today=today), deadline_s=SLOW_DEADLINE_S)
+                                               today=today, exclude=exclude),
+                         deadline_s=SLOW_DEADLINE_S)
     return [o.value if o.value else BackupPlan(o.host, "", o.host, "refuse", reason=str(o.error))
             for o in outcomes]
 
 
 def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: bool,
-                  today: dt.date | None = None) -> dict[str, BackupOutcome]:
+                  today: dt.date | None = None,
+                  exclude: Sequence[str] = ()) -> dict[str, BackupOutcome]:
     """Back up every host whose plan has work to save; each under its own lock."""
     audit.ensure_writable()
     by_host = {p.host: p for p in plans}
@@ -379,10 +381,14 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
 
     def one(host: Host) -> BackupOutcome:
         plan = by_host[host.name]
+        if plan.snapshot and plan.snapshot.journal:
+            reconcile_journal(host.name, _repo(fleet, host), plan.snapshot.journal)
         if plan.action in ("clean", "norepo"):
             return BackupOutcome(None, None, False, False, True, plan.reason, action=plan.action,
                                  plan=plan)
         if plan.action == "refuse":
+            audit.record(host.name, "backup", result="refused", error=plan.reason,
+                         path=_repo(fleet, host), planned=True)
             return BackupOutcome(None, None, False, False, False, plan.reason, ok=False,
                                  action="refuse", plan=plan)
         path = _repo(fleet, host)
@@ -394,13 +400,13 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
                     sessions = probe_host(host, fleet.inventory, fleet.settings.command_timeout).sessions
                 except HostError as exc:
                     out = apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                       clean=False, today=today)
+                                       clean=False, today=today, exclude=exclude)
                     if out.ok:
                         out.ok = False
                         out.message += f"; not cleaned: cannot see the host's sessions ({exc.message})"
                     return out
             return apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                clean=clean, sessions=sessions, today=today)
+                                clean=clean, sessions=sessions, today=today, exclude=exclude)
 
     return {o.host: o.value if o.value else
             BackupOutcome(None, None, False, False, False, str(o.error), ok=False, action="error",

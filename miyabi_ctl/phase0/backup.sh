@@ -5,13 +5,15 @@
 # asked to clean, after a verified backup): snapshots are built in a temporary index, and in
 # `plan` mode even the objects go to a temporary object directory that is removed afterwards.
 #
-#   plan     PATH LABEL REMOTE                 facts + snapshot tree, objects discarded
-#   snapshot PATH LABEL REMOTE                 the same, objects written to the repository
-#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE [PID CWD]...
+#   plan     PATH LABEL REMOTE [EXCLUDES]      facts + snapshot tree, objects discarded
+#   snapshot PATH LABEL REMOTE [EXCLUDES]      the same, objects written to the repository
+#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE EXCLUDES [PID CWD]...
 #                                              create the branch (CREATE=1; CREATE=<commit>:
 #                                              recreate it there), push, verify, clean (not while
 #                                              one of the agent sessions PID works in the repo)
 #   restore  PATH LABEL REMOTE REF             put a backup's files (and index) back
+# EXCLUDES: glob patterns (git's `:(glob)`, from the top), one a line, kept out of the snapshot:
+# their entries are HEAD's there, so a clean (from the snapshot to HEAD) never touches them.
 LC_ALL=C
 export LC_ALL
 mode=$1 path=$2 label=$3 remote=$4
@@ -32,6 +34,7 @@ top=$(git rev-parse --show-toplevel 2>/dev/null) || { say norepo "not a git repo
 cd "$top" || fail "cannot enter $top"
 say top "$top"
 gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
+journal=$gitdir/miyabi-ctl.journal
 index=$(git rev-parse --git-path index)
 case $index in /*) ;; *) index=$top/$index ;; esac
 objects=$(cd "$(git rev-parse --git-path objects)" && pwd) || fail "no object directory"
@@ -42,28 +45,138 @@ if [ -z "$remote" ]; then
 fi
 say remote "$remote"
 
+# Milliseconds since the epoch where date has %N (GNU, busybox), else whole seconds.
+now_ms() {
+  t=$(date +%s%N 2>/dev/null)
+  case $t in *N|'') echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac
+}
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-backup.XXXXXX") || fail "mktemp failed"
-trap 'rm -rf "$tmp"' EXIT HUP INT TERM
+trap 'rm -rf "$tmp"' EXIT
+# A signal (the runner's watchdog at the timeout, a lost terminal) ends the script; a trap that
+# only removed $tmp would let it go on without its files.
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The snapshot is the working tree's bytes: `add` runs under a stand-in git directory whose
+# info/attributes (the highest-precedence attributes file) turns off every conversion (eol,
+# autocrlf, clean filters such as LFS, ident, encodings); objects, ignore rules and the
+# repository's config are the real ones. Writes nothing in the repository but objects.
+raw=$tmp/raw
+mkdir -p "$raw/info" "$raw/refs" "$raw/objects" || fail "mktemp failed"
+git rev-parse -q --verify HEAD >"$raw/HEAD" 2>/dev/null || echo 0000000000000000000000000000000000000000 >"$raw/HEAD"
+common=$(cd "$(git rev-parse --git-common-dir)" && pwd) || fail "no git directory"
+cp "$common/config" "$raw/config" 2>/dev/null
+[ -f "$common/info/exclude" ] && cp "$common/info/exclude" "$raw/info/exclude"
+printf '* -text -filter -ident -crlf -working-tree-encoding !eol\n' >"$raw/info/attributes"
+R() {
+  GIT_DIR=$raw GIT_WORK_TREE=$top GIT_OBJECT_DIRECTORY=${GIT_OBJECT_DIRECTORY:-$objects} \
+    git -c core.autocrlf=false -c core.safecrlf=false -c core.sparseCheckout=false \
+    -c core.fsmonitor=false -c core.splitIndex=false -c core.untrackedCache=false "$@"
+}
+# Could a file's index blob differ from its bytes (an eol rule, autocrlf, a filter)? Then the
+# index's stat cache cannot be trusted for the snapshot, and every file is read again.
+convert=0
+case $(git config --get core.autocrlf) in true|input) convert=1 ;; esac
+for f in "$common/info/attributes" "$(git config --get core.attributesFile)" \
+         "${XDG_CONFIG_HOME:-$HOME/.config}/git/attributes" /etc/gitattributes; do
+  [ -n "$f" ] && [ -s "$f" ] && convert=1
+done
+[ "$convert" = 0 ] && [ -n "$(git --no-optional-locks ls-files -z -c -o -- ':(glob)**/.gitattributes' | head -c 1)" ] && convert=1
 
 # The working tree as a tree object, built in a copy of the index (cp -p keeps its mtime, so
 # git's racy-clean protection works as it does on the real one). Prints the tree id.
 snapshot_tree() {
-  if [ -f "$index" ]; then cp -p "$index" "$tmp/index" || return 1
-  else GIT_INDEX_FILE=$tmp/index git read-tree HEAD || return 1; fi
-  # assume-unchanged would make `add` skip a modified file: clear it in the copy only.
-  if GIT_INDEX_FILE=$tmp/index git ls-files -v | grep -q '^[a-z]'; then
-    GIT_INDEX_FILE=$tmp/index git ls-files -z | GIT_INDEX_FILE=$tmp/index xargs -0 \
-      git update-index --no-assume-unchanged -- || return 1
+  if [ -f "$index" ] && [ "$convert" = 0 ]; then cp -p "$index" "$tmp/index" || return 1
+  else GIT_INDEX_FILE=$tmp/index git read-tree "$(index_tree)" || return 1; fi
+  # assume-unchanged and skip-worktree would make `add` skip an edited file: in the copy only,
+  # clear them where the file is on disk; a skip-worktree file absent from disk (a sparse
+  # checkout) keeps its bit, so it is not recorded as deleted.
+  if git --no-optional-locks ls-files -v | grep -q '^[a-zS]'; then
+    git --no-optional-locks ls-files -v -z | xargs -0 sh -c '
+      for e do
+        p=${e#??}
+        case $e in
+          [a-z]\ *) printf "%s\0" "$p" >>"$0/flagged" ;;
+          S\ *) if [ -e "$p" ] || [ -L "$p" ]; then printf "%s\0" "$p" >>"$0/flagged"
+                else printf "%s\0" "$p" >>"$0/sparse"; fi ;;
+        esac
+      done' "$tmp"
+    if [ -f "$tmp/flagged" ]; then
+      GIT_INDEX_FILE=$tmp/index git update-index --no-assume-unchanged --no-skip-worktree \
+        -z --stdin <"$tmp/flagged" || return 1
+    fi
+    if [ -f "$tmp/sparse" ]; then
+      GIT_INDEX_FILE=$tmp/index git update-index --skip-worktree -z --stdin <"$tmp/sparse" || return 1
+    fi
+    rm -f "$tmp/flagged" "$tmp/sparse"
   fi
-  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
-  GIT_INDEX_FILE=$tmp/index G write-tree
+  GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
+  exclude_paths || return 1
+  GIT_INDEX_FILE=$tmp/index R write-tree
+}
+
+# The --exclude patterns: their entries in the snapshot's index go back to HEAD's (an untracked
+# file leaves it, a tracked one keeps HEAD's version), so the backup never publishes them.
+excludes=
+exclude_paths() {
+  [ -n "$excludes" ] || return 0
+  if [ ! -f "$tmp/excludes" ]; then
+    printf '%s\n' "$excludes" | while IFS= read -r pat; do
+      [ -n "$pat" ] && printf ':(glob)%s\0' "$pat"
+    done >"$tmp/excludes"
+  fi
+  GIT_INDEX_FILE=$tmp/index R reset -q "$(cat "$raw/HEAD")" --pathspec-from-file="$tmp/excludes" \
+    --pathspec-file-nul >/dev/null 2>>"$tmp/add.err" || true
 }
 
 # The working tree again, in the index copy snapshot_tree left: files it already hashed and that
 # did not change since are not read again, so this is quick.
 recheck_tree() {
-  GIT_INDEX_FILE=$tmp/index G add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
-  GIT_INDEX_FILE=$tmp/index G write-tree
+  GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
+  exclude_paths || return 1
+  GIT_INDEX_FILE=$tmp/index R write-tree
+}
+
+# What the backup will publish: `publish=SIZE PATH` for every file whose snapshot differs from
+# HEAD (a newline in a name shows as ?).
+publish() {
+  git diff-tree -r -z --no-renames --diff-filter=AMT HEAD "$tree" | tr '\0\n' '\n?' |
+    awk -v shas="$tmp/pub-shas" -v paths="$tmp/pub-paths" '
+      /^:/ { split($0, m, " "); keep = (m[2] != "160000"); s = m[4]; next }
+      keep { print s > shas; print > paths }'
+  [ -s "$tmp/pub-shas" ] || return 0
+  git cat-file --batch-check='%(objectsize)' <"$tmp/pub-shas" | paste -d ' ' - "$tmp/pub-paths" |
+    sed 's/^/publish=/'
+  # Files only their owner may read (a 0600 key), of those: `mode=0600 PATH`, recorded in the
+  # backup commit's message; restore puts the mode back.
+  find . -name .git -prune -o -type f ! -perm -044 -print 2>/dev/null | sed 's|^\./||' |
+    grep -F -x -f "$tmp/pub-paths" 2>/dev/null | while IFS= read -r f; do
+      say mode "$(perm_of "$f") $f"
+    done
+  # LFS files are snapshotted as their bytes (no clean filter): plain blobs, not LFS objects.
+  say lfs "$(git check-attr filter --stdin <"$tmp/pub-paths" 2>/dev/null | grep -c ': filter: lfs$')"
+}
+
+# What git cannot hold, in the work tree outside ignored paths: FIFOs and sockets, and empty
+# directories. Prints `unkept=KIND PATH` lines, at most 20.
+unkept() {
+  find . -name .git -prune -o \( -type p -o -type s -o \( -type d -empty \) \) -print \
+       2>/dev/null | sed 's|^\./||' | grep -v '^\.$' |
+    git --no-optional-locks check-ignore --stdin -n -v 2>/dev/null |
+    sed -n 's/^::	//p' | head -n 20 | while IFS= read -r f; do
+      if [ -p "$f" ]; then say unkept "fifo $f"
+      elif [ -S "$f" ]; then say unkept "socket $f"
+      elif [ -d "$f" ]; then say unkept "empty-dir $f"; fi
+    done
+}
+
+# The permission bits of a file, in octal (git keeps only 0644 and 0755).
+perm_of() {
+  ls -ld "$1" | awk '{ m = 0; s = substr($1, 2, 9)
+    for (i = 1; i <= 9; i++) { m = m * 2 + (substr(s, i, 1) != "-") }
+    printf "%04o", m }'
 }
 
 # The working directory of a process now (Linux /proc, else lsof), or nothing.
@@ -93,6 +206,10 @@ index_tree() {
 }
 
 facts() {
+  # Cleans this host started that the controller may not have recorded (see commit).
+  if [ -f "$journal" ]; then
+    while IFS= read -r line; do say journal "$line"; done <"$journal"
+  fi
   head=$(git rev-parse -q --verify 'HEAD^{commit}') || refuse "the repository has no commits yet"
   say head "$head"
   if branch=$(git symbolic-ref -q --short HEAD); then say branch "$branch"; else say detached 1; fi
@@ -103,11 +220,19 @@ facts() {
   [ "$unmerged" -gt 0 ] && refuse "the index has unmerged (conflicted) entries: resolve them first"
   if [ -f .gitmodules ]; then
     dirty=$(git submodule foreach --quiet --recursive \
-      'if [ -n "$(git status --porcelain)" ]; then printf "%s " "$displaypath"; fi' 2>/dev/null)
+      'if [ -n "$(git --no-optional-locks status --porcelain)" ]; then printf "%s " "$displaypath"; fi' 2>/dev/null)
     [ -n "$dirty" ] && refuse "submodules have uncommitted changes inside them (${dirty% }): commit or back them up there first; a superproject backup records only their commit"
   fi
-  tree=$(snapshot_tree) || fail "cannot snapshot the working tree: $(tail -n 1 "$tmp/add.err" 2>/dev/null)"
+  if ! tree=$(snapshot_tree); then
+    why=$(grep -v '^fatal: adding files failed' "$tmp/add.err" 2>/dev/null | head -n 3 | tr '\n' ' ')
+    case $why in *"does not have a commit checked out"*)
+      why="$why(a repository nested in the work tree has no commit yet: commit in it, or move it out of the tree)" ;;
+    esac
+    fail "cannot snapshot the working tree: ${why:-$(tail -n 1 "$tmp/add.err" 2>/dev/null)}"
+  fi
   say tree "$tree"
+  unkept
+  publish
   say head_tree "$(git rev-parse 'HEAD^{tree}')"
   itree=$(index_tree) || fail "cannot read the index"
   say index_tree "$itree"
@@ -124,6 +249,43 @@ facts() {
       [ -n "$p2" ] && it=$(git rev-parse "$p2^{tree}")
       say ref "$name $sha $t $it"
     done
+  # The remote's own branches of that name, which a shallow or single-branch clone does not
+  # track: their names are taken too.
+  if [ -n "$remote" ]; then
+    GIT_TERMINAL_PROMPT=0 git ls-remote --heads -- "$remote" "refs/heads/backup/$label-*" \
+        2>/dev/null </dev/null |
+      while read -r sha name; do
+        git rev-parse -q --verify "refs/remotes/$remote/${name#refs/heads/}" >/dev/null ||
+          say ref "refs/ls-remote/${name#refs/heads/} $sha - -"
+      done
+  fi
+}
+
+# The clean's two trees, FROM (the snapshot's entries of the paths it changed) and TO (HEAD's
+# entries of those paths), and $tmp/cindex: FROM's entries with stat data read now. Embedded
+# repositories (gitlinks) are left out: a clean leaves them in place.
+narrow_clean() {
+  git diff-tree -r -z --no-renames --name-only HEAD "$tree" >"$tmp/changed" || return 1
+  rm -f "$tmp/cindex" "$tmp/hindex"
+  if [ -s "$tmp/changed" ]; then
+    GIT_LITERAL_PATHSPECS=1 GIT_INDEX_FILE=$tmp/index xargs -0 git ls-files -s -z -- \
+      <"$tmp/changed" | no_gitlinks >"$tmp/from" || return 1
+    GIT_LITERAL_PATHSPECS=1 xargs -0 git ls-tree -r -z HEAD -- <"$tmp/changed" |
+      no_gitlinks >"$tmp/to" || return 1
+  else
+    : >"$tmp/from"; : >"$tmp/to"
+  fi
+  GIT_INDEX_FILE=$tmp/cindex G update-index -z --index-info <"$tmp/from" || return 1
+  GIT_INDEX_FILE=$tmp/hindex G update-index -z --index-info <"$tmp/to" || return 1
+  from_tree=$(GIT_INDEX_FILE=$tmp/cindex G write-tree) || return 1
+  to_tree=$(GIT_INDEX_FILE=$tmp/hindex G write-tree) || return 1
+  # Stat data for the entries whose files still hold the snapshot's bytes (read raw, as the
+  # snapshot was); one that changed keeps none, and read-tree then refuses to touch it.
+  GIT_INDEX_FILE=$tmp/cindex R update-index -q --refresh >/dev/null 2>&1
+  return 0
+}
+no_gitlinks() {
+  xargs -0 sh -c 'for e do case $e in 160000\ *) ;; *) printf "%s\0" "$e" ;; esac; done' sh
 }
 
 ident() {
@@ -140,18 +302,20 @@ ident() {
 
 commit() {
   tree=$1 head=$2 itree=$3 branch=$4 create=$5 push=$6 clean=$7 message=$8
-  shift 8  # the rest: agent sessions, PID CWD pairs
+  shift 8
+  [ $# -gt 0 ] && shift  # EXCLUDES (read at the start); then the agent sessions: PID CWD pairs
   ref=refs/heads/$branch
   if [ "$create" = 1 ]; then
     ident
     parents="-p $head"
     if [ -n "$itree" ]; then
-      icommit=$(printf 'index of %s\n' "$message" | git commit-tree "$itree" -p "$head") ||
+      icommit=$(printf 'index of %s\n' "$message" | git commit-tree --no-gpg-sign "$itree" -p "$head") ||
         fail "cannot record the staged versions"
       parents="$parents -p $icommit"
     fi
     # shellcheck disable=SC2086 # $parents holds option words built from hex ids only
-    new=$(printf '%s\n' "$message" | git commit-tree "$tree" $parents) || fail "commit-tree failed"
+    # Never signed: a signing key's passphrase prompt would wait for nobody until the timeout.
+    new=$(printf '%s\n' "$message" | git commit-tree --no-gpg-sign "$tree" $parents) || fail "commit-tree failed"
     # An empty old value: the branch must not exist yet (never overwrite someone's branch).
     git update-ref -m "miyabi-ctl backup" "$ref" "$new" "" 2>"$tmp/err" ||
       fail "cannot create $branch: $(tail -n 1 "$tmp/err")"
@@ -170,7 +334,8 @@ commit() {
   say local_verified 1
   if [ "$push" = 1 ]; then
     [ -n "$remote" ] || fail "no remote to push to (the branch has no upstream and the repository has several or no remotes)"
-    GIT_TERMINAL_PROMPT=0 git push -q -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
+    # --no-verify: the repository's pre-push hooks (tests, linters) are for its own branches.
+    GIT_TERMINAL_PROMPT=0 git push -q --no-verify -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
       fail "push to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
     say pushed 1
     rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote -- "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
@@ -192,6 +357,12 @@ commit() {
   fi
   # Clean only what is saved: the files must still be exactly the snapshot.
   [ "$(git rev-parse -q --verify HEAD)" = "$head" ] || refuse "HEAD moved since the snapshot: not cleaning"
+  [ -e "$(git rev-parse --git-path index.lock)" ] &&
+    refuse "$(git rev-parse --git-path index.lock) exists: another git is running here, or one crashed (remove the file if no git is running): not cleaning"
+  # What HEAD's files would be written over that no backup holds (an ignored file in the way).
+  way=$(in_the_way "$tree" "$head")
+  [ -z "$way" ] ||
+    refuse "cleaning would write HEAD's files over what no backup holds (ignored or in the way): $(printf '%s\n' "$way" | head -n 10 | tr '\n' ' ')- move them away first: not cleaning"
   now=$(snapshot_tree) || fail "cannot re-check the working tree before cleaning"
   [ "$now" = "$tree" ] || refuse "the working tree changed since the snapshot (is an agent working here?): not cleaning"
   [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
@@ -204,10 +375,34 @@ commit() {
   [ "$(git rev-parse -q --verify HEAD)" = "$head" ] && [ "$(recheck_tree)" = "$tree" ] &&
     [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
     refuse "the working tree changed while it was being checked (is someone working here?): not cleaning"
-  git reset -q --hard "$head" || fail "git reset --hard failed"
-  git clean -fdq || fail "git clean failed"
+  # The clean itself: from the snapshot's tree back to HEAD, touching only the paths the
+  # snapshot changed (`read-tree -m -u` in an index of the snapshot's entries for those paths,
+  # whose stat data is fresh: a file changed since it was checked stops it before it writes
+  # anything). Files the snapshot does not hold (ignored, or new since) are never removed:
+  # untracked dirs emptied of the snapshot's files go, the rest stays and is counted in `left`.
+  # Only the changed paths take part (two small trees, a small index), so the time between
+  # git's check of a file and its write does not grow with the size of the tree.
+  narrow_clean || fail "cannot prepare the clean"
+  # The journal, in the repository's git directory, says the clean started before it does: a
+  # controller that dies now (Ctrl-C, a crash) still finds it on its next run, for the audit log.
+  jid=$sha.$(date +%s)
+  say journal_id "$jid"
+  printf 'start %s %s %s %s\n' "$jid" "$(date +%s)" "$branch" "$head" >>"$journal" ||
+    refuse "cannot write the journal $journal: not cleaning"
+  # From here on, a controller that goes away (a closed stdout) must not stop the script half-way.
+  trap '' PIPE
+  t0=$(now_ms)
+  GIT_INDEX_FILE=$tmp/cindex G read-tree -m -u "$from_tree" "$to_tree" >"$tmp/err" 2>&1 </dev/null ||
+    { printf 'nothing %s\n' "$jid" >>"$journal"
+      refuse "the working tree changed while it was being cleaned; nothing was written: $(grep -v '^ *$' "$tmp/err" | head -n 3 | tr '\n\t' '  ')"; }
+  t1=$(now_ms)
+  printf 'done %s %s\n' "$jid" "$(date +%s)" >>"$journal"
+  say window_ms "$((t1 - t0))"
+  G reset -q "$head" 2>"$tmp/err" >/dev/null ||
+    fail "the files were cleaned but the index could not be reset: $(tail -n 1 "$tmp/err")"
   say cleaned 1
-  say left "$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')"
+  left=$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')
+  say left "$left"
 }
 
 restore() {
@@ -227,13 +422,25 @@ restore() {
     refuse "HEAD is $head but the backup was taken on $parent: check that out first (git switch --detach $parent, or the branch that points there)"
   # Files: write every file of the backup, then remove those the backup does not have.
   GIT_INDEX_FILE=$tmp/restore git read-tree "$sha" || fail "cannot read $ref"
-  GIT_INDEX_FILE=$tmp/restore git checkout-index -a -f || fail "cannot write the files of $ref"
+  # The backup holds the working tree's bytes: they are written back without conversion.
+  GIT_INDEX_FILE=$tmp/restore R checkout-index -a -f || fail "cannot write the files of $ref"
   git diff-tree -r -z --no-renames --name-only --diff-filter=D HEAD "$sha" |
     (cd "$top" && xargs -0 rm -f --) || fail "cannot remove files deleted in $ref"
   say files "$(git diff-tree -r -z --no-renames --name-only HEAD "$sha" | tr -cd '\0' | wc -c | tr -d ' ')"
+  # Modes git does not keep, from the message's `Mode: 0600 PATH` lines: only permission bits,
+  # only for regular files of the backup, never outside the tree.
+  git log -1 --format=%B "$sha" | sed -n 's/^Mode: //p' | while IFS= read -r line; do
+    m=${line%% *} f=${line#* }
+    case $m in 0[0-7][0-7][0-7]) ;; *) continue ;; esac
+    case /$f/ in */../*|//*) continue ;; esac
+    [ "$(git cat-file -t "$sha:$f" 2>/dev/null)" = blob ] && [ -f "$f" ] && [ ! -L "$f" ] &&
+      chmod "$m" -- "$f" && say mode "$m $f"
+  done
   # Index: the staged versions, when the backup recorded them (second parent).
   if istaged=$(git rev-parse -q --verify "$sha^2^{tree}"); then
-    git read-tree "$istaged" && git update-index -q --refresh >/dev/null
+    git read-tree "$istaged" 2>"$tmp/err" ||
+      fail "the files are restored, but not the index: $(tail -n 1 "$tmp/err")"
+    git update-index -q --refresh >/dev/null
     say index restored
   else
     git update-index -q --refresh >/dev/null
@@ -243,13 +450,20 @@ restore() {
 }
 
 case $mode in
+  plan|snapshot) excludes=${1-} ;;
+  commit) excludes=${9-} ;;
+esac
+case $mode in
   plan)
     mkdir "$tmp/objects" || fail "mktemp failed"
     GIT_OBJECT_DIRECTORY=$tmp/objects GIT_ALTERNATE_OBJECT_DIRECTORIES=$objects
     export GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
     facts ;;
   snapshot) facts ;;
-  commit) commit "$@" ;;
+  commit)
+    # The controller recorded what the journal held (it read it from the snapshot just before).
+    rm -f "$journal"
+    commit "$@" ;;
   restore) restore "$@" ;;
   *) fail "unknown mode $mode" ;;
 esac

@@ -1,4 +1,4 @@
-# miyabi-ctl host lock (miyabi_ctl/phase0/locks.py): REPO MODE OWNER, MODE acquire|release|break.
+# miyabi-ctl host lock (miyabi_ctl/phase0/locks.py): REPO MODE OWNER, MODE acquire|release|break|beat.
 # One apply at a time per host: an exclusive file in the repository's common git directory.
 # Prints `acquired`, or `age=` and `held=` and exits 75 when another owner holds it.
 expand_home "$1"; repo=$expanded
@@ -16,5 +16,9 @@ case $mode in
     exit 75 ;;
   release|break)
     [ "$(cat "$lock" 2>/dev/null)" = "$owner" ] && rm -f "$lock"
+    exit 0 ;;
+  beat)
+    # The holder is alive: a fresh mtime keeps a long apply's lock from looking stale.
+    [ "$(cat "$lock" 2>/dev/null)" = "$owner" ] && touch "$lock"
     exit 0 ;;
 esac

@@ -1,23 +1,52 @@
 """One apply at a time per host: a lock file in the repository's .git on that host.
 
 The lock lives on the host, not the controller, so two operators (or two controllers) cannot
-change the same machine at once. It holds who took it; a lock whose holder is gone (same
-controller, dead pid) or that is older than ``stale_after_s`` is reported as stale and broken.
+change the same machine at once. It holds who took it, with this installation's id (a random
+id kept in the state directory: hostnames repeat, a Termux controller is always `localhost`);
+while held, a heartbeat refreshes its mtime every few minutes. A lock whose holder is gone
+(this installation, dead pid) or that no heartbeat touched for ``stale_after_s`` is stale and
+broken. Every conflict and every break is in the audit log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
-from miyabi_ctl.errors import CommandFailed, HostLocked
+from miyabi_ctl.errors import CommandFailed, HostError, HostLocked
 from miyabi_ctl.remote import Script, key_values, run_script
+from miyabi_ctl.state import state_dir
 
 LOCK_SCRIPT = Script("phase0", "lock.sh")
+HEARTBEAT_S = 300.0
+
+
+def install_id() -> str:
+    """This installation's id: made once, kept in the state directory."""
+    path = state_dir() / "install-id"
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    text = uuid.uuid4().hex[:16]
+    try:
+        with path.open("x", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip() or text
+    except OSError:
+        pass
+    return text
 
 
 @dataclass(frozen=True)
@@ -31,6 +60,13 @@ class Holder:
         return self.text.split()[0].split("@")[-1] if self.text else ""
 
     @property
+    def install(self) -> str | None:
+        for word in self.text.split():
+            if word.startswith("install="):
+                return word[8:]
+        return None
+
+    @property
     def pid(self) -> int | None:
         for word in self.text.split():
             if word.startswith("pid="):
@@ -41,8 +77,11 @@ class Holder:
         return None
 
     def gone(self) -> bool:
-        """True when the holder ran on this controller and its process no longer exists."""
-        if self.controller != socket.gethostname() or self.pid is None:
+        """True when the holder is this installation and its process no longer exists (an
+        older holder without an install id: this controller's hostname)."""
+        mine = self.install == install_id() if self.install else \
+            self.controller == socket.gethostname()
+        if not mine or self.pid is None:
             return False
         try:
             os.kill(self.pid, 0)
@@ -55,7 +94,8 @@ class Holder:
 
 def owner_text(action: str) -> str:
     user = os.environ.get("USER") or "unknown"
-    return f"{user}@{socket.gethostname()} pid={os.getpid()} action={action}"
+    return (f"{user}@{socket.gethostname()} install={install_id()} pid={os.getpid()} "
+            f"action={action}")
 
 
 @contextmanager
@@ -74,9 +114,24 @@ def host_lock(host: Host, repo_path: str, action: str, *,
         holder, age = Holder(values.get("held", "")), int(values.get("age", "0") or 0)
         if _attempt == 0 and (holder.gone() or age > stale_after_s):
             run_script(host, LOCK_SCRIPT, repo_path, "break", holder.text)  # stale: break it
+            audit.record(host.name, "lock.break", result="ok", path=repo_path, wanted=action,
+                         before={"holder": holder.text, "age_s": age})
             continue
+        audit.record(host.name, "lock", result="locked", path=repo_path, wanted=action,
+                     error=f"held by {holder.text or 'unknown'} for {age}s")
         raise HostLocked(host.name, holder.text or "unknown", age)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            # A failure here: the apply itself meets the same trouble and says so.
+            with contextlib.suppress(HostError):
+                run_script(host, LOCK_SCRIPT, repo_path, "beat", owner, timeout=30)
+
+    heart = threading.Thread(target=beat, name=f"lock-heartbeat-{host.name}", daemon=True)
+    heart.start()
     try:
         yield owner
     finally:
+        stop.set()
         run_script(host, LOCK_SCRIPT, repo_path, "release", owner)

@@ -18,6 +18,7 @@ from typing import Any
 
 from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.errors import HostError
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.phase0.locks import host_lock
@@ -49,6 +50,7 @@ class BranchState:
     from_ahead: int = 0
     from_relation: str = "none"  # ahead, same, behind, diverged, none (no local branch)
     remote_error: str | None = None
+    from_merged: bool = False  # FROM is already in the remote's INTO
 
 
 @dataclass
@@ -131,6 +133,7 @@ def read_state(host: Host, path: str, remote: str, from_: str, into: str, *,
     state.from_ahead = int(v.get("from_ahead", "0") or 0)
     state.from_relation = v.get("from_relation", "none")
     state.remote_error = v.get("remote_error")
+    state.from_merged = v.get("from_merged") == "1"
     return state
 
 
@@ -185,6 +188,10 @@ def decide_merge(from_: str, into: str, remote: str, states: dict[str, BranchSta
         return plan
     if plan.source == chosen.into_remote:
         plan.action, plan.reason = "nothing", f"{from_} is the same commit as {remote}/{into}"
+        return plan
+    if chosen.from_merged:
+        plan.action = "nothing"
+        plan.reason = f"{plan.source_name} is already merged into {remote}/{into}"
         return plan
     plan.action = "merge"
     plan.reason = (f"merge {plan.source_name} ({plan.source[:12]}) into {into} on {chosen.host}, "
@@ -247,6 +254,8 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
                 sync: bool = False, check_timeout: float = CHECK_TIMEOUT_S) -> MergeOutcome:
     """Fetch on the chosen host, decide again on fresh facts, merge in a temporary worktree."""
     if plan.action != "merge" or plan.host is None:
+        if plan.action == "refuse":
+            record_refusal(plan)
         return MergeOutcome(plan, ok=plan.action == "nothing", message=plan.reason)
     audit.ensure_writable()
     inv = fleet.inventory
@@ -260,9 +269,17 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
             audit.record(host.name, "merge", result="refused", error=plan.reason)
             return MergeOutcome(plan, ok=plan.action == "nothing", message=plan.reason)
         assert plan.source
-        result = run_script(host, MERGE_SCRIPT, "merge", path, plan.remote, plan.from_,
-                            plan.into, plan.source, check or "", str(int(check_timeout)),
-                            "1" if push else "0", timeout=check_timeout + 3 * GIT_TIMEOUT_S)
+        try:
+            result = run_script(host, MERGE_SCRIPT, "merge", path, plan.remote, plan.from_,
+                                plan.into, plan.source, check or "", str(int(check_timeout)),
+                                "1" if push else "0", timeout=check_timeout + 3 * GIT_TIMEOUT_S,
+                                end_on_timeout=True)
+        except HostError as exc:
+            # Timed out (the host's watchdog ends the script) or the host went: whether the
+            # push landed is unknown.
+            audit.record(host.name, "merge", result="unknown", error=exc.message,
+                         source=plan.source)
+            raise
     v = key_values(result.stdout)
     out = MergeOutcome(plan, ok=v.get("done") == "1", message="", merged=v.get("merged"),
                        pushed=v.get("pushed") == "1", local=v.get("local"),
@@ -271,7 +288,12 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
                        notes=_multi(result.stdout, "note"))
     before = {"branch": fresh.branch, "head": fresh.head, "into": fresh.into_local,
               "remote_into": fresh.into_remote}
-    if out.ok:
+    if out.ok and v.get("already_merged"):
+        out.message = (f"{plan.source_name} is already merged into {plan.into} "
+                       f"({v['already_merged'][:12]}): nothing to do")
+        audit.record(host.name, "merge", result="skipped", before=before,
+                     error="already merged", source=plan.source)
+    elif out.ok:
         where = f"pushed to {plan.remote}/{plan.into}" if out.pushed else "not pushed (--no-push)"
         local = {"fast-forwarded": f"; the working tree's {plan.into} fast-forwarded",
                  "updated": f"; the local {plan.into} fast-forwarded",
@@ -298,6 +320,13 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
     return out
 
 
+def record_refusal(plan: MergePlan) -> None:
+    """An --apply that its plan refused is in the audit log too (nothing changed)."""
+    audit.ensure_writable()
+    audit.record(plan.host or "-", "merge", result="refused", error=plan.reason, planned=True,
+                 source=plan.source)
+
+
 def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
     """Fast-forward every other host on ``into`` with a clean tree, in parallel."""
     planned = {s.host: s for s in plan.sync}
@@ -312,7 +341,7 @@ def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
         path = host.spec.repo_path_or(inv.repo)
         with host_lock(host, path, "phase0 merge --sync"):
             result = run_script(host, MERGE_SCRIPT, "sync", path, plan.remote, plan.from_,
-                                plan.into, target, timeout=GIT_TIMEOUT_S)
+                                plan.into, target, timeout=GIT_TIMEOUT_S, end_on_timeout=True)
         v = key_values(result.stdout)
         if v.get("done") == "1":
             audit.record(host.name, "merge.sync", result="ok", before={"head": v.get("before")},

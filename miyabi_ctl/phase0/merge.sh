@@ -26,12 +26,22 @@ cd "$top" || fail "cannot enter $top"
 gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-merge.XXXXXX") || fail "mktemp failed"
 wt=
+common=$(cd "$(git rev-parse --git-common-dir)" && pwd) || fail "no git directory"
+# Unregister one temporary worktree (ours, or one a killed run left): `git worktree remove`, or
+# when its directory is gone, its own admin directory only. Never `git worktree prune`: that
+# also drops the admin data of a worktree someone moved or whose disk is not mounted.
+drop_worktree() {
+  git worktree remove --force "$1" >/dev/null 2>&1 && return 0
+  for admin in "$common"/worktrees/*; do
+    [ -f "$admin/gitdir" ] && [ "$(cat "$admin/gitdir")" = "$1/.git" ] && rm -rf "$admin"
+  done
+  return 0
+}
 # Whatever ends the script (success, failure, a lost connection), the temporary worktree goes.
 cleanup() {
   cd "$top" 2>/dev/null
-  [ -n "$wt" ] && [ -e "$wt" ] && git worktree remove --force "$wt" >/dev/null 2>&1
+  [ -n "$wt" ] && drop_worktree "$wt"
   rm -rf "$tmp"
-  [ -n "$wt" ] && git worktree prune >/dev/null 2>&1
 }
 trap cleanup EXIT
 trap 'exit 129' HUP
@@ -44,7 +54,7 @@ export GIT_TERMINAL_PROMPT=0
 sha_of() { git rev-parse -q --verify "$1^{commit}" 2>/dev/null; }
 # Changes of every kind, untracked files included whatever status.showUntrackedFiles says.
 dirty_count() {
-  git -C "${1:-.}" status --porcelain -z --untracked-files=normal 2>/dev/null |
+  git --no-optional-locks -C "${1:-.}" status --porcelain -z --untracked-files=normal 2>/dev/null |
     tr -cd '\0' | wc -c | tr -d ' '
 }
 busy() {
@@ -79,6 +89,12 @@ facts() {
   rinto=$(awk -v r="refs/heads/$into" '$2 == r { print $1 }' "$tmp/ls")
   say from_remote "$rfrom"
   say into_remote "$rinto"
+  # Already merged: FROM (the local one, or else the remote's) is in the remote's INTO.
+  f=$(sha_of "refs/heads/$from") || f=$rfrom
+  if [ -n "$f" ] && [ -n "$rinto" ] && git cat-file -e "$rinto^{commit}" 2>/dev/null &&
+     git cat-file -e "$f^{commit}" 2>/dev/null && git merge-base --is-ancestor "$f" "$rinto"; then
+    say from_merged 1
+  fi
   lfrom=$(sha_of "refs/heads/$from") || return 0
   # How the local FROM relates to the remote's: ahead, behind, same, diverged.
   if [ -z "$rfrom" ]; then
@@ -144,6 +160,11 @@ update_local_into() {
     say note "the working tree is on $into with uncommitted changes: $into not fast-forwarded (git merge --ff-only $remote/$into there once it is clean)"
     return 1
   fi
+  way=$(in_the_way HEAD "$new")
+  if [ -n "$way" ]; then
+    say note "the fast-forward of $into would write over untracked or ignored files: $(printf '%s\n' "$way" | head -n 10 | tr '\n' ' ')- $into not fast-forwarded (move them away, then git merge --ff-only $remote/$into there)"
+    return 1
+  fi
   git merge -q --ff-only "$new" >"$tmp/err" 2>&1 </dev/null ||
     { say note "cannot fast-forward $into in the working tree: $(tail -n 1 "$tmp/err")"; return 1; }
   say local fast-forwarded
@@ -173,11 +194,28 @@ merge() {
     fi
   fi
   say into_base "$base"
+  if git merge-base --is-ancestor "$source" "$base"; then
+    say already_merged "$base"
+    say done 1
+    exit 0
+  fi
   ident
+  # A run killed before its cleanup (SIGKILL, a host crash) left its temporary worktree
+  # registered: drop those (the host lock says no other merge runs here).
+  git worktree list --porcelain | sed -n 's/^worktree //p' | while IFS= read -r old; do
+    case $old in */miyabi-merge.*/wt)
+      drop_worktree "$old"
+      say note "removed the temporary worktree a killed merge left: $old" ;;
+    esac
+  done
+  if [ "$(git config --bool commit.gpgSign 2>/dev/null)" = true ]; then
+    say note "the merge commit is not signed: commit.gpgSign is on, and signing could wait for a passphrase nobody types"
+  fi
   wt=$tmp/wt
-  git worktree add --detach "$wt" "$base" >"$tmp/err" 2>&1 </dev/null ||
+  # No hooks in the temporary worktree (a post-checkout hook could run for ever or ask).
+  git -c core.hooksPath=/dev/null worktree add --detach "$wt" "$base" >"$tmp/err" 2>&1 </dev/null ||
     fail "cannot create a temporary worktree: $(tail -n 1 "$tmp/err")"
-  if ! git -C "$wt" merge -q --no-ff --no-edit -m "Merge branch '$from' into $into" "$source" \
+  if ! git -C "$wt" merge -q --no-ff --no-edit --no-gpg-sign -m "Merge branch '$from' into $into" "$source" \
        >"$tmp/merge.out" 2>&1 </dev/null; then
     git -C "$wt" diff --name-only --diff-filter=U >"$tmp/conflicts" 2>/dev/null
     while IFS= read -r f; do say conflict "$f"; done <"$tmp/conflicts"
@@ -224,8 +262,14 @@ sync() {
   [ "$before" = "$target" ] && { say after "$before"; say done 1; exit 0; }
   git fetch -q -- "$remote" "+refs/heads/$into:refs/remotes/$remote/$into" 2>"$tmp/err" </dev/null ||
     fail "git fetch failed: $(tail -n 1 "$tmp/err")"
-  git merge -q --ff-only "$target" 2>"$tmp/err" </dev/null ||
+  git merge-base --is-ancestor HEAD "$target" 2>/dev/null ||
     refuse "$into has local commits that $remote/$into does not: cannot fast-forward"
+  # Git writes over ignored files in a fast-forward; this never does.
+  way=$(in_the_way HEAD "$target")
+  [ -z "$way" ] ||
+    refuse "the fast-forward would write over untracked or ignored files: $(printf '%s\n' "$way" | head -n 10 | tr '\n' ' ')- move them away first"
+  git merge -q --ff-only "$target" 2>"$tmp/err" </dev/null ||
+    fail "cannot fast-forward $into: $(tail -n 1 "$tmp/err")"
   say after "$(sha_of HEAD)"
   say done 1
 }

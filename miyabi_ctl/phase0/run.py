@@ -40,6 +40,7 @@ class RunPlan:
     prunes: list[PrunePlan] | None
     merge: MergePlan | None
     notes: list[str] = field(default_factory=list)
+    exclude: tuple[str, ...] = ()  # --exclude: kept out of the backups, left alone by --clean
 
     @property
     def refuses(self) -> bool:
@@ -84,8 +85,8 @@ class RunOutcome:
 
 def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: bool = False,
              merge_from: str | None = None, merge_into: str | None = None,
-             today: dt.date | None = None) -> RunPlan:
-    backups = plan_backups(fleet, today)
+             today: dt.date | None = None, exclude: tuple[str, ...] = ()) -> RunPlan:
+    backups = plan_backups(fleet, today, exclude=exclude)
     notes = []
     prunes = plan_prune(fleet, selection, force=force) if selection else None
     if selection is None:
@@ -98,7 +99,7 @@ def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: b
         merge = _after_backup(merge, backups, clean)
     else:
         notes.append("merge: no --from and no repo.feature in fleet.yaml, nothing is merged")
-    return RunPlan(backups, prunes, merge, notes)
+    return RunPlan(backups, prunes, merge, notes, exclude)
 
 
 def _after_backup(merge: MergePlan, backups: list[BackupPlan], clean: bool) -> MergePlan:
@@ -116,7 +117,8 @@ def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: fl
               force: bool = False, check: str | None = None, sync: bool = False,
               today: dt.date | None = None) -> RunOutcome:
     audit.ensure_writable()
-    backups = apply_backups(fleet, plan.backups, push=push, clean=clean, today=today)
+    backups = apply_backups(fleet, plan.backups, push=push, clean=clean, today=today,
+                            exclude=plan.exclude)
     failed = {h for h, b in backups.items() if not b.ok}
     out = RunOutcome(backups, None, None)
     if plan.prunes is not None:

@@ -36,3 +36,34 @@ die() {
   echo "error=$*"
   exit "$code"
 }
+
+# What checking out tree FROM's successor TO would write over in the current directory's work
+# tree, where the disk holds something FROM does not: an untracked or ignored file, a directory
+# (with files, or empty), a nested repository, or such a non-directory where TO needs a parent
+# directory. Git treats ignored files as expendable; miyabi-ctl never does. Prints the paths, one
+# a line (a newline in a name shows as ?); nothing when the way is clear.
+in_the_way() {
+  git diff-tree -r -z --no-renames --name-only --diff-filter=AT "$1" "$2" |
+    xargs -0 sh -c '
+      from=$1; shift
+      held() { [ "$(git cat-file -t "$from:$1" 2>/dev/null)" = blob ] &&
+        { [ -L "$1" ] || [ ! -d "$1" ]; }; }
+      for p do
+        if { [ -L "$p" ] || [ -e "$p" ]; } && ! held "$p"; then
+          if [ -d "$p" ] && [ ! -L "$p" ]; then
+            # A directory: name what is in it (a nested repository by its top), or the dir.
+            inside=$(find "$p" -mindepth 1 \( -name .git -prune -o ! -type d \) -print | head -n 5)
+            [ -n "$inside" ] && printf "%s\n" "$inside" | tr "\n" "\0" || printf "%s/\0" "$p"
+          else printf "%s\0" "$p"; fi
+          continue
+        fi
+        d=$p
+        while case $d in */*) true ;; *) false ;; esac; do
+          d=${d%/*}
+          if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then
+            held "$d" || printf "%s\0" "$d"
+            break
+          fi
+        done
+      done' sh "$1" | tr '\n\0' '?\n' | sort -u
+}

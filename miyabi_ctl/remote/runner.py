@@ -40,31 +40,57 @@ def _load(package: str, name: str) -> str:
     return read("remote", "lib.sh") + "\n" + read(package, name)
 
 
-def guarded(script: str) -> str:
+WATCHDOG = (
+    "miyabi_script \"$@\" </dev/null &\n"
+    "miyabi_run=$!\n"
+    # Past the limit, TERM the whole process group (this shell, the script, git and its
+    # children), as a lost connection alone would not: sshd leaves a command without a pty running.
+    "sh -c 'sleep \"$1\" & s=$!; trap \"kill $s 2>/dev/null; exit 0\" TERM; wait $s && kill -TERM 0'"
+    " miyabi-watchdog {limit} </dev/null >/dev/null 2>&1 &\n"
+    "miyabi_dog=$!\n"
+    "wait $miyabi_run\n"
+    "miyabi_rc=$?\n"
+    "kill $miyabi_dog 2>/dev/null\n"
+    "exit $miyabi_rc\n"
+)
+
+
+def guarded(script: str, limit: float | None = None) -> str:
     """The script as one function called with stdin at /dev/null.
 
     ``sh -s`` reads its script from stdin as it goes, so a command in it that reads stdin (a git
     hook, an operator's ``--check``) would swallow the rest of the script. A function body is
     read whole before it runs, and the call gives every command in it /dev/null instead — at no
     cost, where reading the script into a variable first would start two more processes per call.
+
+    With ``limit`` (seconds), a watchdog ends the script's whole process group when it runs
+    longer: a controller that gives up (its timeout) must not leave a push or a clean running.
     """
-    return f"miyabi_script() {{\n{script.rstrip()}\n}}\nmiyabi_script \"$@\" </dev/null\nexit $?\n"
+    body = f"miyabi_script() {{\n{script.rstrip()}\n}}\n"
+    if limit is not None:
+        return body + WATCHDOG.format(limit=max(1, int(limit + 0.999)))
+    return body + "miyabi_script \"$@\" </dev/null\nexit $?\n"
 
 
-def script_input(script: Script | str, *args: str) -> str:
+def script_input(script: Script | str, *args: str, limit: float | None = None) -> str:
     """What ``sh -s`` reads: the arguments as ``set --``, then the guarded script."""
     for arg in args:
         if "\0" in arg:
             raise ValueError("a value for a remote script contains a NUL byte")
     text = script.text() if isinstance(script, Script) else script
     values = " ".join(shlex.quote(a) for a in args)
-    return f"set -- {values}\n" + guarded(text) if args else "set --\n" + guarded(text)
+    return (f"set -- {values}\n" if args else "set --\n") + guarded(text, limit)
 
 
 def run_script(host: Host, script: Script | str, *args: str, timeout: float | None = None,
-               check: bool = False) -> RunResult:
-    """Run ``script`` with ``args`` as $1, $2, … on ``host`` in one round trip."""
-    return host.run(COMMAND, stdin=script_input(script, *args), timeout=timeout, check=check)
+               check: bool = False, end_on_timeout: bool = False) -> RunResult:
+    """Run ``script`` with ``args`` as $1, $2, … on ``host`` in one round trip.
+
+    ``end_on_timeout`` (with ``timeout``): the script ends itself, with everything it started,
+    when the timeout passes — for steps that change things (a push, a clean, a merge)."""
+    limit = timeout if end_on_timeout else None
+    return host.run(COMMAND, stdin=script_input(script, *args, limit=limit), timeout=timeout,
+                    check=check)
 
 
 def key_values(output: str) -> dict[str, str]:

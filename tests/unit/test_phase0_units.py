@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from miyabi_ctl.phase0.backup import BackupRef, Snapshot, decide_backup
+from miyabi_ctl.phase0.backup import decide_backup
 from miyabi_ctl.phase0.merge import BranchState, decide_merge
 from miyabi_ctl.phase0.prune import Selection, choose, parse_duration, parse_when
+from miyabi_ctl.phase0.snapshot import BackupRef, Snapshot
 from miyabi_ctl.probe.agents import AgentSession
 
 

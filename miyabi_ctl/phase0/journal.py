@@ -1,0 +1,48 @@
+"""The host's clean journal, reconciled into the audit log.
+
+``backup.sh`` writes ``start ID TIME BRANCH HEAD`` to ``miyabi-ctl.journal`` in the
+repository's git directory before a clean writes anything, ``done ID TIME`` right after, and
+``nothing ID`` when it refused without writing. A controller stopped in between (Ctrl-C, a
+crash) leaves a clean the audit log does not know; the next apply on that host reads the
+journal and records it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from miyabi_ctl import audit
+
+
+def reconcile_journal(host: str, path: str, journal: list[str]) -> list[dict[str, Any]]:
+    """Record the cleans the host's journal holds that the audit log does not (the controller
+    was stopped, by Ctrl-C or a crash, between the clean and its audit entry). A clean that
+    started without a ``done`` line ended in the middle: its outcome is ``unknown``."""
+    started: dict[str, list[str]] = {}
+    done: dict[str, list[str]] = {}
+    for line in journal:
+        word, _, rest = line.partition(" ")
+        fields = rest.split(" ")
+        if word == "start" and len(fields) >= 4:
+            started[fields[0]] = fields
+        elif word == "done" and len(fields) >= 2:
+            done[fields[0]] = fields
+        elif word == "nothing" and fields:
+            started.pop(fields[0], None)  # refused before writing anything: already recorded
+    if not started:
+        return []
+    known = {e.get("journal") for e in audit.entries()}
+    recorded = []
+    for jid, (_, when, branch, head, *_rest) in started.items():
+        if jid in known:
+            continue
+        end = done.get(jid)
+        at = dt.datetime.fromtimestamp(int(when), dt.UTC).isoformat() if when.isdigit() else when
+        recorded.append(audit.record(
+            host, "backup.clean", result="ok" if end else "unknown", path=path, backup=branch,
+            before={"head": head},
+            journal=jid, recovered=True,
+            error=None if end else f"the clean started at {at} and its end was never recorded "
+                                   "(the host or the controller stopped): check the tree"))
+    return recorded

@@ -1,0 +1,89 @@
+"""What backup.sh saw in a work tree, read from its ``key=value`` lines: the repository's state,
+the snapshot's tree, the backup branches that exist, what the backup would publish and what
+git cannot keep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BackupRef:
+    """An existing backup branch of this label (local or remote-tracking)."""
+
+    ref: str
+    commit: str
+    tree: str
+    index_tree: str | None
+
+    @property
+    def branch(self) -> str:
+        """``backup/majin-2025-11-26`` whether the ref is local or remote-tracking."""
+        return "backup/" + self.ref.split("/backup/", 1)[1]
+
+
+@dataclass
+class Snapshot:
+    """What the backup script saw: the repo, its state and the tree of its working files."""
+
+    path: str
+    top: str | None = None
+    remote: str | None = None
+    head: str | None = None
+    branch: str | None = None
+    detached: bool = False
+    tree: str | None = None
+    head_tree: str | None = None
+    index_tree: str | None = None
+    added: int = 0
+    modified: int = 0
+    deleted: int = 0
+    new_gitlinks: int = 0
+    refs: list[BackupRef] = field(default_factory=list)
+    unkept: list[str] = field(default_factory=list)  # "fifo PATH", "empty-dir PATH", "mode 0600 PATH"
+    publish: list[tuple[int, str]] = field(default_factory=list)  # (size, path) the backup adds
+    lfs: int = 0  # of those, files git-lfs tracks: saved as plain blobs
+    modes: list[str] = field(default_factory=list)  # "0600 PATH": kept in the commit message
+    journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
+    refuse: str | None = None
+    norepo: str | None = None
+
+
+def parse_snapshot(path: str, text: str) -> Snapshot:
+    snap = Snapshot(path=path)
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key == "ref":
+            ref, commit, tree, itree = value.split(" ")
+            snap.refs.append(BackupRef(ref, commit, tree, None if itree == "-" else itree))
+        elif key == "unkept":
+            snap.unkept.append(value)
+        elif key == "publish":
+            size, _, name = value.partition(" ")
+            snap.publish.append((int(size) if size.isdigit() else -1, name))
+        elif key == "journal":
+            snap.journal.append(value)
+        elif key in ("top", "remote", "head", "branch", "tree", "head_tree", "index_tree",
+                     "refuse", "norepo"):
+            setattr(snap, key, value or None)
+        elif key == "detached":
+            snap.detached = value == "1"
+        elif key == "mode":
+            snap.modes.append(value)
+        elif key == "lfs":
+            snap.lfs = int(value) if value.isdigit() else 0
+        elif key in ("count_A", "count_M", "count_D", "count_T"):
+            n = int(value or 0)
+            if key == "count_A":
+                snap.added = n
+            elif key == "count_D":
+                snap.deleted = n
+            else:
+                snap.modified += n
+        elif key == "gitlinks":
+            snap.new_gitlinks += int(value or 0)
+        elif key == "head_gitlinks":
+            snap.new_gitlinks -= int(value or 0)
+    return snap
