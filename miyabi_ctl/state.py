@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 
@@ -19,3 +20,28 @@ def state_dir() -> Path:
         path = Path(base).expanduser() / "miyabi-ctl"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def install_id(directory: Path | None = None) -> str:
+    """This installation's id, made once and kept in the state directory (``install-id``).
+
+    It names this controller in host locks and in claims. Not the hostname: a Termux
+    controller's hostname is ``localhost``, and two state directories on one machine are two
+    controllers."""
+    path = (directory or state_dir()) / "install-id"
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    fresh = uuid.uuid4().hex
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:  # another command made it first: use theirs
+        return path.read_text(encoding="utf-8").strip() or fresh
+    except OSError:
+        return fresh
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(fresh + "\n")
+    return fresh

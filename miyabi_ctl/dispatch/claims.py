@@ -21,11 +21,9 @@ import os
 import secrets
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from miyabi_ctl.connectors.base import Host
@@ -34,7 +32,6 @@ from miyabi_ctl.errors import HostError, Refused
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.names import check_remote
 from miyabi_ctl.remote import Script, key_values, records, run_script
-from miyabi_ctl.state import state_dir
 
 if TYPE_CHECKING:
     from miyabi_ctl.fleet import Fleet
@@ -64,28 +61,6 @@ class ClaimHeld(Refused):
 
 # --------------------------------------------------------------------------------------------
 # The controller's identity
-
-
-def controller_id(directory: Path | None = None) -> str:
-    """This installation's id, made once and kept in the state directory.
-
-    Not the hostname: a Termux controller's hostname is ``localhost``, and two state directories
-    on one machine are two controllers."""
-    path = (directory or state_dir()) / "controller-id"
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-        if value:
-            return value
-    except FileNotFoundError:
-        pass
-    fresh = uuid.uuid4().hex
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:  # another command made it first: use theirs
-        return path.read_text(encoding="utf-8").strip() or fresh
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(fresh + "\n")
-    return fresh
 
 
 def controller_name() -> str:

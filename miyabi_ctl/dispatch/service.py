@@ -22,7 +22,6 @@ from miyabi_ctl.dispatch.claims import (
     ClaimHeld,
     ClaimKeeper,
     ClaimsUnavailable,
-    controller_id,
     new_claim,
 )
 from miyabi_ctl.dispatch.graph import Graph
@@ -33,6 +32,7 @@ from miyabi_ctl.errors import ExitCode, HostError, HostLocked, MiyabiError, Refu
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.phase0.locks import host_lock
+from miyabi_ctl.state import install_id
 from miyabi_ctl.status.collect import collect_status
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: R
     """Release the claims of closed issues (``done``), then launch every placement, hosts in
     parallel, each host's placements in order under its lock."""
     audit.ensure_writable()
-    me = controller_id()
+    me = install_id()
     released = release_done(done or [], keeper, store, announce)
     by_host: dict[str, list[Placement]] = {}
     for placement in placements:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,30 +22,10 @@ from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
 from miyabi_ctl.errors import CommandFailed, HostError, HostLocked
 from miyabi_ctl.remote import Script, key_values, run_script
-from miyabi_ctl.state import state_dir
+from miyabi_ctl.state import install_id
 
 LOCK_SCRIPT = Script("phase0", "lock.sh")
 HEARTBEAT_S = 300.0
-
-
-def install_id() -> str:
-    """This installation's id: made once, kept in the state directory."""
-    path = state_dir() / "install-id"
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-        if text:
-            return text
-    except OSError:
-        pass
-    text = uuid.uuid4().hex[:16]
-    try:
-        with path.open("x", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip() or text
-    except OSError:
-        pass
-    return text
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from miyabi_ctl.dispatch.claims import (
     ClaimKeeper,
     ClaimsUnavailable,
     claim_message,
-    controller_id,
     new_claim,
     parse_claims,
 )
@@ -33,6 +32,7 @@ from miyabi_ctl.dispatch.github import GitHubSource, label_assignment
 from miyabi_ctl.dispatch.run_views import judge_stale
 from miyabi_ctl.dispatch.store import RunStore
 from miyabi_ctl.inventory import HostSpec, Inventory
+from miyabi_ctl.state import install_id
 
 HOSTILE = "$(touch /tmp/pwned) `x`\nclaim=9\noid=deadbeef\nm.host=evil"
 
@@ -90,9 +90,10 @@ def test_unreadable_records_still_hold_their_issue() -> None:
 def test_controller_id_is_per_state_directory(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = controller_id(tmp_path / "a")
-    assert controller_id(tmp_path / "a") == first and len(first) == 32
-    assert controller_id(tmp_path / "b") != first
+    first = install_id(tmp_path / "a")
+    assert install_id(tmp_path / "a") == first and len(first) == 32
+    assert install_id(tmp_path / "b") != first
+    assert (tmp_path / "a" / "install-id").read_text().strip() == first
 
 
 def test_take_lose_update_release_on_a_real_remote(repos: tuple[Path, Inventory]) -> None:
