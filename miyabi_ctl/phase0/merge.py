@@ -138,9 +138,17 @@ def read_state(host: Host, path: str, remote: str, from_: str, into: str, *,
 
 
 def decide_merge(from_: str, into: str, remote: str, states: dict[str, BranchState],
-           on: str | None = None) -> MergePlan:
-    """Choose the host and the commit to merge, or refuse with the reason. Used by plan and apply."""
+                 on: str | None = None, *, cleaned: frozenset[str] = frozenset()) -> MergePlan:
+    """Choose the host and the commit to merge, or refuse with the reason. Used by plan and apply.
+
+    ``cleaned``: hosts whose uncommitted work a step before the merge (``phase0 run --clean``)
+    saves and removes; their working trees count as clean for --sync and the local fast-forward.
+    """
     plan = MergePlan(from_, into, remote, action="refuse", states=states)
+
+    def dirty(s: BranchState) -> int:
+        return 0 if s.host in cleaned else s.dirty
+
     usable = {n: s for n, s in states.items() if not s.error and not s.remote_error}
     for name, s in states.items():
         if s.error or s.remote_error:
@@ -196,13 +204,13 @@ def decide_merge(from_: str, into: str, remote: str, states: dict[str, BranchSta
     plan.action = "merge"
     plan.reason = (f"merge {plan.source_name} ({plan.source[:12]}) into {into} on {chosen.host}, "
                    "in a temporary worktree")
-    if chosen.dirty:
+    if dirty(chosen):
         plan.notes.append(f"{chosen.host} has {chosen.dirty} uncommitted changes: they are not "
                           f"part of the merge (only commits are) and its working tree is not touched")
     if chosen.into_at and chosen.into_at != chosen.top:
         plan.notes.append(f"{chosen.host}'s {into} is checked out in {chosen.into_at}: it will "
                           f"not be fast-forwarded there")
-    elif chosen.into_at and (chosen.dirty or chosen.busy):
+    elif chosen.into_at and (dirty(chosen) or chosen.busy):
         plan.notes.append(f"{chosen.host}'s working tree is on {into} and not clean: its {into} "
                           "will not be fast-forwarded")
     for name, s in states.items():
@@ -212,7 +220,7 @@ def decide_merge(from_: str, into: str, remote: str, states: dict[str, BranchSta
             plan.sync.append(SyncStep(name, "skip", s.error, ok=False))
         elif s.branch != into:
             plan.sync.append(SyncStep(name, "skip", f"on {s.branch or 'a detached HEAD'}, not {into}"))
-        elif s.dirty or s.busy:
+        elif dirty(s) or s.busy:
             plan.sync.append(SyncStep(name, "skip", "working tree not clean"))
         else:
             plan.sync.append(SyncStep(name, "fast-forward", f"{into} is checked out and clean",
@@ -234,7 +242,8 @@ def _deadline(fleet: Fleet, script_s: float, quick_commands: int = 0) -> float:
     return settings.connect_timeout + script_s + quick_commands * settings.command_timeout + 10.0
 
 
-def plan_merge(fleet: Fleet, *, from_: str, into: str, on: str | None = None) -> MergePlan:
+def plan_merge(fleet: Fleet, *, from_: str, into: str, on: str | None = None,
+               cleaned: frozenset[str] = frozenset()) -> MergePlan:
     """Read-only: ask every host where it stands (ls-remote, no fetch) and decide."""
     inv = fleet.inventory
     check_branch(from_, "--from")
@@ -245,7 +254,7 @@ def plan_merge(fleet: Fleet, *, from_: str, into: str, on: str | None = None) ->
                          deadline_s=_deadline(fleet, GIT_TIMEOUT_S))
     states = {o.host: o.value if o.value else BranchState(o.host, error=str(o.error))
               for o in outcomes}
-    return decide_merge(from_, into, inv.repo.remote, states, on)
+    return decide_merge(from_, into, inv.repo.remote, states, on, cleaned=cleaned)
 
 
 # -- applying ---------------------------------------------------------------------------------

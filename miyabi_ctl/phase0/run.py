@@ -7,7 +7,6 @@ and the merge does not run on it.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from miyabi_ctl.phase0.backup import (
     backups_exit_code,
     plan_backups,
 )
-from miyabi_ctl.phase0.merge import MergeOutcome, MergePlan, apply_merge, decide_merge, plan_merge
+from miyabi_ctl.phase0.merge import MergeOutcome, MergePlan, apply_merge, plan_merge
 from miyabi_ctl.phase0.prune import (
     PrunePlan,
     Selection,
@@ -95,22 +94,13 @@ def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: b
     from_ = merge_from or fleet.inventory.repo.feature
     into = merge_into or fleet.inventory.repo.main
     if from_:
-        merge = plan_merge(fleet, from_=from_, into=into)
-        merge = _after_backup(merge, backups, clean)
+        # With --clean, a host whose work the backup saves is clean by the time the merge runs
+        # (which matters to --sync, and to fast-forwarding the merge host's checked-out --into).
+        saved = frozenset(b.host for b in backups if b.action in ("create", "exists"))
+        merge = plan_merge(fleet, from_=from_, into=into, cleaned=saved if clean else frozenset())
     else:
         notes.append("merge: no --from and no repo.feature in fleet.yaml, nothing is merged")
     return RunPlan(backups, prunes, merge, notes, exclude)
-
-
-def _after_backup(merge: MergePlan, backups: list[BackupPlan], clean: bool) -> MergePlan:
-    """With --clean, a host whose work the backup saves will be clean when the merge runs (which
-    matters to --sync, and to whether the merge host's checked-out --into can be fast-forwarded)."""
-    if not clean:
-        return merge
-    saved = {b.host for b in backups if b.action in ("create", "exists")}
-    states = {n: dataclasses.replace(s, dirty=0) if n in saved else s
-              for n, s in merge.states.items()}
-    return decide_merge(merge.from_, merge.into, merge.remote, states)
 
 
 def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: float,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -120,6 +121,18 @@ def test_merge_picks_the_most_ahead_refuses_divergence_and_notes_dirt() -> None:
     assert "rebase or cherry-pick is in progress" in decide_merge("feat", "main", "origin", states).reason
     plan = decide_merge("feat", "main", "origin", states, on="macbook")
     assert (plan.action, plan.source) == ("merge", "r-sha")  # behind: merge origin's copy
+
+
+def test_hosts_cleaned_before_the_merge_count_as_clean_for_sync() -> None:
+    """phase0 run --clean: a host whose work the backup saves and removes is synced, not skipped."""
+    states = {"mugen": _state("mugen", 3, "ahead"),
+              "majin": dataclasses.replace(_state("majin", 0, "none", dirty=300), branch="main")}
+    skipped = decide_merge("feat", "main", "origin", states).sync
+    assert [(s.host, s.action, s.reason) for s in skipped] == [
+        ("majin", "skip", "working tree not clean")]
+    synced = decide_merge("feat", "main", "origin", states, cleaned=frozenset({"majin"})).sync
+    assert [(s.host, s.action) for s in synced] == [("majin", "fast-forward")]
+    assert states["majin"].dirty == 300  # the facts are not rewritten, only judged
 
 
 # -- the audit log -----------------------------------------------------------------------------
