@@ -228,9 +228,12 @@ class MacSetup(HostSetup):
     def prepare(self, host: LabHost) -> None:
         tools = host.dir / "mac-bin"
         tools.mkdir()
+        # A copy in the lab's own directory: the checkout may live under /tmp (a CI clone), which
+        # every host mounts a /tmp of its own over.
+        shutil.copy(HERE / "mac_tools.py", tools / "mac_tools.py")
         for name in ("ps", "sysctl", "vm_stat", "lsof", "stat", "uptime", "uname"):
             (tools / name).write_text(
-                f"#!/usr/bin/python3 -I\nimport sys\nsys.path.insert(0, {str(HERE)!r})\n"
+                f"#!/usr/bin/python3 -I\nimport sys\nsys.path.insert(0, {str(tools)!r})\n"
                 f"import mac_tools\nsys.exit(mac_tools.main({name!r}, sys.argv[1:]))\n")
             (tools / name).chmod(0o755)
         if self.git_shim:
