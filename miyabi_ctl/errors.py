@@ -126,9 +126,10 @@ class InternalError(HostError):
     kind = "internal"
 
 
-def exit_code_for(errors: list[HostError]) -> int:
-    """One exit code for a command whose hosts failed: LOCKED when every failure is a lock
-    conflict (retry later), FAILED otherwise, OK with none."""
+def exit_code_for(errors: list[BaseException | None]) -> int:
+    """One exit code for a command whose hosts failed, given one entry per failed host (None
+    where the failure has no exception): LOCKED when every failure is a lock conflict (retry
+    later), FAILED otherwise, OK with none."""
     if not errors:
         return ExitCode.OK
     if all(isinstance(e, HostLocked) for e in errors):

@@ -25,7 +25,7 @@ from typing import Any
 
 from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
-from miyabi_ctl.errors import ExitCode, HostError, HostLocked
+from miyabi_ctl.errors import HostError, exit_code_for
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.names import check_remote
 from miyabi_ctl.phase0.journal import reconcile_journal
@@ -416,7 +416,4 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
 
 def backups_exit_code(outcomes: dict[str, BackupOutcome]) -> int:
     """0 when every host's backup did what it should; 75 when only locked hosts failed."""
-    errors = [o.error for o in outcomes.values() if not o.ok]
-    if not errors:
-        return ExitCode.OK
-    return ExitCode.LOCKED if all(isinstance(e, HostLocked) for e in errors) else ExitCode.FAILED
+    return exit_code_for([o.error for o in outcomes.values() if not o.ok])
