@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlparse
@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from tests.jsonserver import JSONHandler
 from tests.lab.fleets import ssh_entry, write_fleet
 from tests.lab.harness import Lab, LabHost
 from tests.lab.test_dispatch_lab import install_fake_agent
@@ -346,7 +347,7 @@ def test_clock_skew_decides_nothing(cl: ClaimsLab, tmp_path: Path) -> None:
     host.sh("tmux kill-session -t =miyabi-61")
 
 
-class FakeGitHub(BaseHTTPRequestHandler):
+class FakeGitHub(JSONHandler):
     """The REST endpoints dispatch uses, in GitHub's shapes: open issues, one issue, labels.
     Only the token `write-token` may write (a fine-grained read-only token gets 403)."""
 
@@ -371,17 +372,6 @@ class FakeGitHub(BaseHTTPRequestHandler):
         self.reply(200, [{"id": 1, "name": "miyabi:cl-a", "color": "ededed"}])
 
     do_POST = do_DELETE = write
-
-    def reply(self, status: int, doc: object) -> None:
-        data = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def test_github_backlog_labels_the_issue_and_a_closed_issue_releases_its_claim(

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,6 +33,7 @@ from miyabi_ctl.dispatch.run_views import judge_stale
 from miyabi_ctl.dispatch.store import RunStore
 from miyabi_ctl.inventory import HostSpec, Inventory
 from miyabi_ctl.state import install_id
+from tests.jsonserver import JSONHandler
 
 HOSTILE = "$(touch /tmp/pwned) `x`\nclaim=9\noid=deadbeef\nm.host=evil"
 
@@ -182,7 +183,7 @@ def test_cache_catches_up_and_old_stores_are_migrated(tmp_path: Path) -> None:
     assert store.sighting("y", 30.0) == 30.0
 
 
-class Labels(BaseHTTPRequestHandler):
+class Labels(JSONHandler):
     seen: ClassVar[list[tuple[str, str, str | None, object]]] = []
 
     def _handle(self) -> None:
@@ -198,17 +199,6 @@ class Labels(BaseHTTPRequestHandler):
         self.reply(404, {"message": "Label does not exist"})
 
     do_POST = do_DELETE = _handle
-
-    def reply(self, status: int, doc: object) -> None:
-        data = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

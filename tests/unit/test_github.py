@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
@@ -26,6 +26,7 @@ from miyabi_ctl.dispatch.github import (
 )
 from miyabi_ctl.dispatch.graph import Graph
 from miyabi_ctl.dispatch.issue import BacklogError
+from tests.jsonserver import JSONHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "ghp_test_token"
@@ -91,7 +92,7 @@ PULLS = {
 }
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JSONHandler):
     seen: ClassVar[list[tuple[str, str | None]]] = []
 
     def do_GET(self) -> None:
@@ -119,19 +120,6 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"number": 1503, "merged": True,
                                     "merged_at": "2026-10-01T10:00:00Z"})
         self.reply(404, {"message": "Not Found"})
-
-    def reply(self, status: int, doc: object, link: str | None = None) -> None:
-        data = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        if link:
-            self.send_header("Link", link)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +211,7 @@ def test_a_pull_request_dependency_blocks_until_merged(api: str) -> None:
 # -- the token stays on api_url's origin ------------------------------------------------------
 
 
-class Recorder(BaseHTTPRequestHandler):
+class Recorder(JSONHandler):
     """A server that records who asked with which Authorization; `redirect_to` makes it answer
     every request with a 302 to that base URL (plus the path asked for)."""
 
@@ -247,9 +235,6 @@ class Recorder(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
