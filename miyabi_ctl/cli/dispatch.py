@@ -62,9 +62,6 @@ def _agent(inventory: Inventory, agent: str | None) -> str:
     return name
 
 
-def _echo_lines(lines: list[str], *, err: bool = False) -> None:
-    echo_lines(*lines, err=err)
-
 
 def register(app: typer.Typer) -> None:
     app.command("issues")(issues)
@@ -141,11 +138,11 @@ def dispatch(
         if explain:
             console = make_console()
             show(console, hosts_table(view.figures, plan, plain=not console.is_terminal))
-            _echo_lines(explain_lines(plan))
-        _echo_lines(plan_lines(plan))
+            echo_lines(*explain_lines(plan))
+        echo_lines(*plan_lines(plan))
         if done:
-            _echo_lines(["Claims to release (the issue is closed; worktree and branch stay):",
-                         *(f"  #{c.issue} held by {c.holder()}" for c in done)])
+            echo_lines("Claims to release (the issue is closed; worktree and branch stay):",
+                       *(f"  #{c.issue} held by {c.holder()}" for c in done))
         _claims_warning(view.board)
 
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
@@ -227,7 +224,7 @@ def _launches(plan_json: dict[str, Any], show_plan: Callable[[], None],
     return Change(
         plan_json=plan_json, show_plan=show_plan, carry_out=carry_out,
         outcome_json=lambda report: {**plan_json, "launches": apply_json(report)},
-        show_outcome=lambda report: _echo_lines(apply_lines(report)),
+        show_outcome=lambda report: echo_lines(*apply_lines(report)),
         exit_code=lambda report: report.exit_code(),
         nothing_to_do=nothing_to_do, question=question, applicable=applicable,
         plan_only_note="Plan only: nothing launched. Run again with --apply to launch.")
@@ -344,9 +341,9 @@ def _recall_change(issue: int, host: str, plan_json: dict[str, Any], steps: list
                    apply: bool, yes: bool, json_out: bool, applicable: bool = True) -> None:
     plan_then_apply(Change(
         plan_json=plan_json,
-        show_plan=lambda: _echo_lines([f"Recall plan for #{issue} on {host}:",
-                                       *(f"  {n}. {step}" for n, step in enumerate(steps, 1)),
-                                       *(f"  note: {note}" for note in notes)]),
+        show_plan=lambda: echo_lines(f"Recall plan for #{issue} on {host}:",
+                                     *(f"  {n}. {step}" for n, step in enumerate(steps, 1)),
+                                     *(f"  note: {note}" for note in notes)),
         carry_out=carry_out,
         outcome_json=lambda out: {**plan_json, "stopped": out.stopped, "removed": out.removed,
                                   "message": out.message},
