@@ -25,6 +25,7 @@ from miyabi_ctl.inventory.model import (
     SSHSettings,
     Thresholds,
 )
+from miyabi_ctl.templates import TemplateError, render_template
 
 
 class _Walker:
@@ -220,8 +221,6 @@ def _parse_thresholds(walk: _Walker, node: Node) -> Thresholds:
 def _check_template(walk: _Walker, node: Node, agent: str, template: str | None) -> None:
     """A launch template that cannot be rendered safely is a fleet.yaml error, found when the
     file is read rather than at each launch."""
-    from miyabi_ctl.dispatch.launch import TemplateError, render_template  # imports inventory
-
     try:
         if template:
             render_template(template)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from miyabi_ctl.dispatch.launch import TemplateError, agent_command, render_template, runner_script
+from miyabi_ctl.dispatch.launch import runner_script
 from miyabi_ctl.inventory import DEFAULT_AGENTS
+from miyabi_ctl.templates import TemplateError, agent_command, render_template
 
 HOSTILE = """$(touch pwned) "; touch pwned2; " `touch pwned3` it's ${HOME} * ~ \\"""
 
