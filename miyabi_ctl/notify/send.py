@@ -51,6 +51,16 @@ def shown(url: str) -> str:
     return _plain(plugin.url(privacy=True)) if plugin is not None else masked(url)
 
 
+def _scrub(text: str, url: str) -> str:
+    """Apprise masks secrets in what it logs, but not in a URL it could not parse: the URL's
+    text never reaches a warning."""
+    rest = url.split("://", 1)[-1]
+    for secret in sorted({url, rest, rest.split("?", 1)[0]}, key=len, reverse=True):
+        if len(secret) >= 3:
+            text = text.replace(secret, "…")
+    return text
+
+
 class _LastWarning(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -84,7 +94,7 @@ def deliver(url: str, title: str, body: str, *, alarm: bool = False) -> Delivery
     sender = apprise.Apprise()
     with _apprise_warnings() as warning:
         if not sender.add(url):
-            why = warning.last or "unknown scheme, or a part it needs is missing"
+            why = _scrub(warning.last or "unknown scheme, or a part it needs is missing", url)
             return Delivery(masked(url), f"not a usable Apprise URL: {why}")
         shown = _plain(sender.urls(privacy=True)[0])
         kind = apprise.NotifyType.WARNING if alarm else apprise.NotifyType.INFO
@@ -92,5 +102,6 @@ def deliver(url: str, title: str, body: str, *, alarm: bool = False) -> Delivery
             ok = bool(sender.notify(body=body, title=title, notify_type=kind,
                                     body_format=apprise.NotifyFormat.TEXT))
         except Exception as exc:  # a plugin's bug must not end the command that notifies
-            return Delivery(shown, f"{type(exc).__name__}: {exc}")
-    return Delivery(shown, None if ok else warning.last or "the target did not take it")
+            return Delivery(shown, _scrub(f"{type(exc).__name__}: {exc}", url))
+    return Delivery(shown, None if ok else _scrub(warning.last or "the target did not take it",
+                                                  url))

@@ -204,6 +204,16 @@ def test_notify_test_is_delivered_and_a_refusal_exits_1(box: Box) -> None:
     assert len(target.messages) == 2
 
 
+def test_a_url_apprise_cannot_read_is_named_by_its_scheme_only(box: Box) -> None:
+    box.write("tgram://SECRET-not-a-bot-token", "nosuchscheme://SECRET-token@x/y")
+    proc = box.cli("notify", "--test")  # neither gets as far as the network
+    assert proc.returncode == 1 and proc.stderr == "", proc
+    assert "SECRET" not in proc.stdout and "token" not in proc.stdout
+    first, second = proc.stdout.splitlines()
+    assert first.startswith("tgram://…: not sent (not a usable Apprise URL: Unparseable Telegram")
+    assert second.startswith("nosuchscheme://…: not sent (not a usable Apprise URL: ")
+
+
 def test_notify_without_targets_is_a_usage_error(box: Box) -> None:
     box.write()
     proc = box.cli("notify", "--test")
