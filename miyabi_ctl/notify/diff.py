@@ -85,8 +85,9 @@ class Record:
 
 def compare(record: Record | None, seen: Seen, *, now: str,
             fleet_hosts: set[str] | None = None) -> tuple[list[Change], Record]:
-    """The changes to tell, and the record after this look. ``record`` None: the first look
-    ever (a baseline: nothing to tell). ``fleet_hosts``: hosts still in fleet.yaml."""
+    """Every move since ``record`` (``queue`` keeps those worth telling), and the record after
+    this look. ``record`` None: the first look ever (a baseline: no move at all).
+    ``fleet_hosts``: the hosts still in fleet.yaml (the others are forgotten)."""
     old = record or Record()
     changes: list[Change] = []
     hosts = {n: lv for n, lv in old.hosts.items() if fleet_hosts is None or n in fleet_hosts}

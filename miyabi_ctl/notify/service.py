@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from miyabi_ctl.inventory import Inventory
     from miyabi_ctl.status.health import HostStatus
 
-# Where a run went that is bad news: the message is sent as a warning (ntfy: higher priority).
+# Levels and run states that are bad news: such a message is sent as Apprise's warning type.
 ALARMS = frozenset({"warning", "critical", "unreachable", "failed", "conflicts", "check-failed",
                     "stale", "pr-closed"})
 
