@@ -93,6 +93,21 @@ def echo_lines(*lines: str, err: bool = False) -> None:
             console.print(line, overflow="fold", crop=False)
 
 
+def notify_changes(inventory: Inventory, command: str, **seen: Any) -> None:
+    """fleet.yaml's ``notify:`` targets hear what changed since the last look (``seen``: the
+    keywords of ``notify.look``); a send that failed is a warning here, never an exit code."""
+    if not inventory.notify:
+        return
+    from miyabi_ctl.notify import look, report_changes
+
+    try:
+        warnings = report_changes(inventory, look(command, **seen))
+    except Exception as exc:  # a side channel: its bug must not change the command's outcome
+        warnings = [f"notifications failed: internal error: {type(exc).__name__}: {exc}"]
+    for warning in warnings:
+        echo_lines(f"miyabi-ctl: warning: {warning}", err=True)
+
+
 def print_json(doc: Any) -> None:
     import json
 

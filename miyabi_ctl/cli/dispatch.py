@@ -5,7 +5,8 @@ Thin: parse options, call the library (miyabi_ctl.dispatch), render (dispatch.re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -22,6 +23,7 @@ from miyabi_ctl.cli.common import (
     echo_lines,
     fleet_of,
     make_console,
+    notify_changes,
     open_fleet,
     print_json,
     show,
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
     from miyabi_ctl.dispatch.claims import ClaimBoard
     from miyabi_ctl.dispatch.graph import Graph
     from miyabi_ctl.dispatch.recall import RecallOutcome
-    from miyabi_ctl.dispatch.service import ApplyReport
+    from miyabi_ctl.dispatch.service import ApplyReport, FleetView
+    from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.inventory import Inventory
 
 BacklogPath = Annotated[str | None, typer.Option(
@@ -81,7 +84,7 @@ def issues(
     assigned to …), needs."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
     from miyabi_ctl.dispatch.render import issues_json, issues_summary, issues_table
-    from miyabi_ctl.dispatch.service import assigned_map, read_claims
+    from miyabi_ctl.dispatch.service import active_assignments, assigned_map, read_claims
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.inventory import load_inventory
 
@@ -96,10 +99,12 @@ def issues(
     states = graph.states(assigned_map(board, store))
     if json_out:
         print_json(issues_json(states, source))
-        return
-    console = make_console()
-    show(console, issues_table(states, plain=not console.is_terminal))
-    console.print(issues_summary(states, source), style="dim")
+    else:
+        console = make_console()
+        show(console, issues_table(states, plain=not console.is_terminal))
+        console.print(issues_summary(states, source), style="dim")
+    notify_changes(inventory, "issues", assignments=[*active_assignments(board, store),
+                                                     *store.all()])
 
 
 def dispatch(
@@ -153,13 +158,14 @@ def dispatch(
         if done:
             plan_json["release"] = [{"issue": c.issue, "host": c.host, "reason": "issue closed"}
                                     for c in done]
-        plan_then_apply(_launches(
-            plan_json, show_plan,
-            lambda: apply_plan(plan.assignments, graph, fleet, store, keeper, done=done,
-                               announce=github_announcer(inventory, source)),
-            nothing_to_do=not plan.assignments and not done, question="Launch these agents?",
-            applicable=view.board.readable,
-        ), apply=apply, yes=yes, json_out=json_out)
+        with _notifying(inventory, "dispatch", view, store):
+            plan_then_apply(_launches(
+                plan_json, show_plan,
+                lambda: apply_plan(plan.assignments, graph, fleet, store, keeper, done=done,
+                                   announce=github_announcer(inventory, source)),
+                nothing_to_do=not plan.assignments and not done,
+                question="Launch these agents?", applicable=view.board.readable,
+            ), apply=apply, yes=yes, json_out=json_out)
 
 
 def assign(
@@ -197,12 +203,28 @@ def assign(
             echo_lines(f"Assign plan:\n  #{p.issue} → {p.host} ({p.agent}): {p.reason}")
             _claims_warning(view.board)
 
-        plan_then_apply(_launches(
-            _with_claims_error(planned.to_json(), view.board), show_plan,
-            lambda: apply_plan([p], graph, fleet, store, keeper, action="assign",
-                               announce=github_announcer(inventory, source)),
-            question="Launch this agent?", applicable=view.board.readable,
-        ), apply=apply, yes=yes, json_out=json_out)
+        with _notifying(inventory, "assign", view, store):
+            plan_then_apply(_launches(
+                _with_claims_error(planned.to_json(), view.board), show_plan,
+                lambda: apply_plan([p], graph, fleet, store, keeper, action="assign",
+                                   announce=github_announcer(inventory, source)),
+                question="Launch this agent?", applicable=view.board.readable,
+            ), apply=apply, yes=yes, json_out=json_out)
+
+
+@contextmanager
+def _notifying(inventory: Inventory, command: str, view: FleetView, store: RunStore
+               ) -> Iterator[None]:
+    """After the plan (and its launches) end the command: the hosts it judged, and the runs the
+    controller knows ended (a launch that failed), to fleet.yaml's notify: targets."""
+    try:
+        yield
+    except typer.Exit:
+        from miyabi_ctl.dispatch.service import active_assignments
+
+        notify_changes(inventory, command, statuses=view.hosts,
+                       assignments=[*active_assignments(view.board, store), *store.all()])
+        raise
 
 
 def _claims_warning(board: ClaimBoard) -> None:
@@ -271,6 +293,7 @@ def runs(
             show(console, runs_table(views, plain=not console.is_terminal))
         else:
             console.print("No assignments yet.")
+    notify_changes(inventory, "runs", views=views, all_runs=not report.claims_error)
     if report.claims_error or any(v.error for v in views):
         raise typer.Exit(1)
 

@@ -14,6 +14,7 @@ from miyabi_ctl.cli.common import (
     Timeout,
     echo_lines,
     make_console,
+    notify_changes,
     open_fleet,
     print_json,
     show,
@@ -54,12 +55,14 @@ def status(
         result = collect_status(fleet, keep_connections=False)
     if json_out:
         print_json(status_json(result, inventory))
+        notify_changes(inventory, "status", statuses=result.hosts)
         return
     console = make_console()
     show(console, status_table(result, inventory, plain=not console.is_terminal))
     hint = first_run_hint(result, inventory)
     if hint:
         echo_lines(hint, err=True)
+    notify_changes(inventory, "status", statuses=result.hosts)
     if not console.is_terminal:
         return
     counts = {lv: sum(h.level == lv for h in result.hosts)
@@ -123,6 +126,7 @@ def check(
         print_json({"state": line.split()[1], "exit_code": code, "line": line, **doc})
     else:
         typer.echo(line)
+    notify_changes(inventory, "check", statuses=result.hosts)
     raise typer.Exit(code)
 
 
@@ -137,12 +141,13 @@ def sessions(
     from miyabi_ctl.status.collect import collect_status
     from miyabi_ctl.status.render import sessions_json, sessions_table
 
-    _inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
-                                   quiet=json_out)
+    inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout,
+                                  quiet=json_out)
     with fleet:
         result = collect_status(fleet, keep_connections=False)
     if json_out:
         print_json(sessions_json(result))
-        return
-    console = make_console()
-    show(console, sessions_table(result, plain=not console.is_terminal))
+    else:
+        console = make_console()
+        show(console, sessions_table(result, plain=not console.is_terminal))
+    notify_changes(inventory, "sessions", statuses=result.hosts)

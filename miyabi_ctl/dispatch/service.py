@@ -37,6 +37,7 @@ from miyabi_ctl.status.collect import collect_status
 
 if TYPE_CHECKING:
     from miyabi_ctl.dispatch.github import GitHubSource
+    from miyabi_ctl.status.health import HostStatus
 
 # Exclusions `assign --force` may override: they are about capacity, not about safety.
 FORCEABLE = ("tags", "slots", "no-max")
@@ -100,6 +101,7 @@ class FleetView:
 
     figures: list[HostFigures]
     board: ClaimBoard
+    hosts: list[HostStatus] = field(default_factory=list)  # as judged (for notifications)
 
 
 def see_hosts(fleet: Fleet, store: RunStore, keeper: ClaimKeeper) -> FleetView:
@@ -109,7 +111,7 @@ def see_hosts(fleet: Fleet, store: RunStore, keeper: ClaimKeeper) -> FleetView:
     status = collect_status(fleet)
     board = read_claims(keeper, store, [h.name for h in status.hosts if h.reachable])
     running = active_assignments(board, store)
-    return FleetView(figures_from_status(status.hosts, running), board)
+    return FleetView(figures_from_status(status.hosts, running), board, status.hosts)
 
 
 def plan_dispatch(graph: Graph, view: FleetView, store: RunStore, *, agent: str,

@@ -113,6 +113,7 @@ class Inventory:
     agents: dict[str, AgentSpec] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
     backlog: dict[str, Any] = field(default_factory=dict)
     dispatch: dict[str, Any] = field(default_factory=dict)
+    notify: tuple[str, ...] = ()  # Apprise URLs told what changed (miyabi_ctl/notify)
 
     @property
     def implicit(self) -> bool:

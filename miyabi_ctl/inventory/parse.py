@@ -5,6 +5,7 @@ file, the line, the host and the key — a bad inventory is an operator's typo, 
 """
 
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-TOP_KEYS = {"repo", "ssh", "thresholds", "agents", "hosts", "backlog", "dispatch"}
+TOP_KEYS = {"repo", "ssh", "thresholds", "agents", "hosts", "backlog", "dispatch", "notify"}
 REPO_KEYS = {"path", "main", "remote", "feature"}
 SSH_KEYS = {"config", "known_hosts", "strict_host_keys", "connect_timeout", "command_timeout",
             "max_parallel"}
@@ -129,6 +130,7 @@ HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "i
              "proxy_jump"}
 BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
 DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command", "stale_after"}
+URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
 
 
 def _yaml_error(exc: yaml.YAMLError, path: Path) -> InventoryError:
@@ -172,8 +174,9 @@ def parse_inventory(text: str, path: Path) -> Inventory:
         raise walk.fail(top["dispatch"][1], f"unknown agent {dispatch['agent']!r} "
                         f"(known: {', '.join(agents)})", key="agent")
     hosts = _parse_hosts(walk, top["hosts"][1])
+    notify = _parse_notify(walk, top["notify"][1]) if "notify" in top else ()
     return Inventory(source=path, hosts=hosts, repo=repo, ssh=ssh, thresholds=thresholds,
-                     agents=agents, backlog=backlog, dispatch=dispatch)
+                     agents=agents, backlog=backlog, dispatch=dispatch, notify=notify)
 
 
 def _parse_repo(walk: _Walker, node: Node) -> RepoSpec:
@@ -257,6 +260,19 @@ def _plain_section(walk: _Walker, top: dict[str, tuple[Node, Node]], name: str,
         return {}
     items = walk.mapping(top[name][1], name, allowed, key=name)
     return {k: walk.string(v, None, f"{name}.{k}") for k, (_, v) in items.items()}
+
+
+def _parse_notify(walk: _Walker, node: Node) -> tuple[str, ...]:
+    """Apprise URLs (``ntfy://topic``, ``tgram://token/chat``, ``json://host/path``). Only their
+    form is checked here (Apprise itself is imported when a message is sent); an error never
+    shows the value, which may hold a token."""
+    urls = walk.string_list(node, None, "notify")
+    items = node.value if isinstance(node, SequenceNode) else []
+    for n, (url, item) in enumerate(zip(urls, items, strict=True), 1):
+        if not URL_RE.match(url) or any(c.isspace() for c in url):
+            raise walk.fail(item, f"entry {n} is not an Apprise URL (scheme://…, no spaces)",
+                            None, "notify")
+    return urls
 
 
 def _parse_hosts(walk: _Walker, node: Node) -> tuple[HostSpec, ...]:

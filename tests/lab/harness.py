@@ -701,6 +701,15 @@ class LabHost:
                 self._proc.kill()
                 self._proc.wait()
 
+    def restart(self) -> None:
+        """Start a killed host again with its files as they were: a machine back from a
+        reboot (its processes are gone). For the default setup (a stand-in's sshd lines would
+        be appended twice)."""
+        self.kill()
+        self.init_pid = 0
+        self._proc = None
+        self._start()
+
     def alive(self) -> bool:
         """True while the namespace init (and so the host) is running."""
         return self._proc is not None and self._proc.poll() is None
