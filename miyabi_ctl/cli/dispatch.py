@@ -285,6 +285,10 @@ def recall(
     discard_nested: Annotated[bool, typer.Option(
         "--discard-nested", help="Remove the worktree even though it holds nested repositories "
                                  "with work (a backup records only their commit id).")] = False,
+    discard_unkept: Annotated[bool, typer.Option(
+        "--discard-unkept", help="Remove the worktree even though it holds what git cannot keep "
+                                 "(FIFOs, sockets, empty directories), which no backup holds.")
+    ] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Release the issue's claim although its host cannot be reached (the host "
                         "is not touched). Refused while the host answers.")] = False,
@@ -329,7 +333,8 @@ def recall(
                                refuses=forced.refusal is not None,
                                applicable=forced.refusal is None, apply=apply, yes=yes,
                                json_out=json_out)
-            discard = Discard(ignored=discard_ignored, nested=discard_nested)
+            discard = Discard(ignored=discard_ignored, nested=discard_nested,
+                              unkept=discard_unkept)
             plan = plan_recall(fleet, target.assignment, discard)
             _recall_change(issue, target.assignment.host, plan.to_json(), plan.steps, plan.notes,
                            lambda: apply_recall(target, fleet, store, keeper, discard, release),

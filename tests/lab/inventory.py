@@ -141,7 +141,7 @@ def disk_changes(before: dict[str, Stamp], after: dict[str, Stamp]) -> list[str]
         if new is None:
             changes.append(f"gone {path}")
         elif old is None:
-            changes.append(f"new {old and old.kind or new.kind} {path}")
+            changes.append(f"new {new.kind} {path}")
         elif old != new:
             what = [n for n in ("kind", "mode", "data", "mtime_ns")
                     if getattr(old, n) != getattr(new, n)]
