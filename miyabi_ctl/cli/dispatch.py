@@ -21,6 +21,7 @@ from miyabi_ctl.cli.common import (
     Yes,
     echo_lines,
     fleet_of,
+    load_fleet,
     make_console,
     open_fleet,
     print_json,
@@ -83,11 +84,9 @@ def issues(
     from miyabi_ctl.dispatch.render import issues_json, issues_summary, issues_table
     from miyabi_ctl.dispatch.service import assigned_map, read_claims
     from miyabi_ctl.dispatch.store import RunStore
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
+    inventory = load_fleet(fleet_path)
     graph, source = _graph(inventory, backlog)
-    store = RunStore()
+    store = RunStore(scope=inventory.scope)
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
         board = read_claims(keeper, store)
     if not board.readable:
@@ -132,7 +131,7 @@ def dispatch(
     inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
     graph, source = _graph(inventory, backlog)
     agent_name = _agent(inventory, agent)
-    store = RunStore()
+    store = RunStore(scope=inventory.scope)
 
     def show_plan() -> None:
         if explain:
@@ -183,7 +182,7 @@ def assign(
     inventory, fleet = open_fleet(fleet_path, [host], timeout=timeout, quiet=json_out)
     graph, source = _graph(inventory, backlog)
     agent_name = _agent(inventory, agent)
-    store = RunStore()
+    store = RunStore(scope=inventory.scope)
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
         planned = plan_assign(graph, view, store, issue=issue, host=host, agent=agent_name,
@@ -245,9 +244,7 @@ def runs(
     from miyabi_ctl.dispatch.run_views import collect_runs
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.errors import MiyabiError
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
+    inventory = load_fleet(fleet_path)
     graph = None
     try:
         graph, _source = _graph(inventory, backlog)
@@ -257,7 +254,8 @@ def runs(
         typer.echo(f"miyabi-ctl: warning: backlog unavailable, issue states unknown: {exc}",
                    err=True)
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
-        report = collect_runs(inventory, RunStore(), graph, keeper, forks=forks, timeout=timeout)
+        report = collect_runs(inventory, RunStore(scope=inventory.scope), graph, keeper,
+                              forks=forks, timeout=timeout)
     views = report.views
     if report.claims_error:
         typer.echo(f"miyabi-ctl: error: the claims could not be read, so other controllers' "
@@ -310,10 +308,8 @@ def recall(
     from miyabi_ctl.dispatch.run_views import stale_after
     from miyabi_ctl.dispatch.service import github_announcer, read_claims
     from miyabi_ctl.dispatch.store import RunStore
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
-    store = RunStore()
+    inventory = load_fleet(fleet_path)
+    store = RunStore(scope=inventory.scope)
     keeper = ClaimKeeper(inventory, timeout=timeout)
     announce = None
     if inventory.backlog.get("github"):

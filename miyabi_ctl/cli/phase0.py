@@ -20,6 +20,7 @@ from miyabi_ctl.cli.common import (
     Timeout,
     Yes,
     echo_lines,
+    load_fleet,
     make_console,
     open_fleet,
     print_json,
@@ -238,16 +239,22 @@ def audit(json_out: Json = False,
           host: Annotated[str | None, typer.Option("--host", metavar="HOST", help="Only this host.")] = None,
           limit: Annotated[int, typer.Option(
               "--limit", min=0, metavar="N", help="The last N entries (0: all).")] = 50,
+          all_fleets: Annotated[bool, typer.Option(
+              "--all-fleets", help="Every fleet's entries, not only this fleet's.")] = False,
+          fleet_path: FleetPath = None,
           ) -> None:
-    """What miyabi-ctl changed: the audit log, one entry per applied step, oldest first."""
+    """What miyabi-ctl changed for this fleet: the audit log, one entry per applied step, oldest
+    first."""
     from miyabi_ctl import audit as audit_log
     from miyabi_ctl.phase0.render import audit_table
 
-    found = [e for e in audit_log.entries() if host in (None, e.get("host"))]
+    scope = None if all_fleets else load_fleet(fleet_path).scope
+    found = [e for e in audit_log.entries()
+             if host in (None, e.get("host")) and audit_log.in_scope(e, scope)]
     if limit:
         found = found[-limit:]
     if json_out:
-        print_json({"log": str(audit_log.audit_path()), "entries": found})
+        print_json({"log": str(audit_log.audit_path()), "scope": scope, "entries": found})
         return
     if not found:
         typer.echo(f"no entries in {audit_log.audit_path()}")
