@@ -121,14 +121,20 @@ def test_fifos_sockets_and_empty_dirs_keep_the_worktree_unless_discarded(
         "lost fifo src/pipe", "lost socket agent.sock"]  # deleted as the flags said, no more
 
 
-def test_a_detached_heads_commits_are_pushed_before_the_worktree_goes(
-        lab: Lab, origin: Path, tmp_path: Path) -> None:
-    host, fleet, wt, outside = launched(lab, origin, tmp_path, "rk-detached", 9402)
-    host.sh(f"cd {wt} && git switch -q --detach && echo x >d.txt && git add d.txt"
+def detached(lab: Lab, origin: Path, tmp_path: Path, name: str, issue: int) -> tuple:
+    """A launched run whose agent committed on a detached HEAD, which no branch holds: host,
+    fleet, worktree (inside, outside), that commit, and the inventory before anything."""
+    host, fleet, wt, outside = launched(lab, origin, tmp_path, name, issue)
+    host.sh(f"cd {wt} && git switch -q --detach && echo {issue} >d.txt && git add d.txt"
             " && git commit -qm 'detached work'")
     head = host.sh(f"git -C {wt} rev-parse HEAD").stdout.strip()
+    return host, fleet, wt, outside, head, take(host, outside)
+
+
+def test_a_detached_heads_commits_are_pushed_before_the_worktree_goes(
+        lab: Lab, origin: Path, tmp_path: Path) -> None:
+    host, fleet, wt, _, head, before = detached(lab, origin, tmp_path, "rk-detached", 9402)
     branch = f"recalled/issue-9402-{head[:12]}"
-    before = take(host, outside)
 
     plan = recall(fleet, tmp_path, 9402)
     assert plan.returncode == 0, plan.stdout + plan.stderr
@@ -149,11 +155,7 @@ def test_a_detached_heads_commits_are_pushed_before_the_worktree_goes(
 
 def test_a_refused_push_of_the_detached_head_keeps_the_worktree(
         lab: Lab, origin: Path, tmp_path: Path) -> None:
-    host, fleet, wt, outside = launched(lab, origin, tmp_path, "rk-hook", 9403)
-    host.sh(f"cd {wt} && git switch -q --detach && echo y >e.txt && git add e.txt"
-            " && git commit -qm 'more detached work'")
-    head = host.sh(f"git -C {wt} rev-parse HEAD").stdout.strip()
-    before = take(host, outside)
+    host, fleet, _, outside, head, before = detached(lab, origin, tmp_path, "rk-hook", 9403)
     hook = origin / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\nif grep -q ' refs/heads/recalled/'; then\n"
                     "  echo 'recalled branches need a review first' >&2; exit 1\nfi\n")
