@@ -136,9 +136,10 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
                  discard: Discard = Discard(), release: Release | None = None) -> RecallOutcome:
     """Stop the session, back the worktree up (pushed, verified), and only then remove it.
 
-    Nested repositories with work and ignored files are in no backup: unless ``discard`` allows
-    their deletion, the recall is refused before anything is changed (and the removal script
-    checks again once the session is stopped)."""
+    Nested repositories with work, ignored files and what git cannot keep (FIFOs, sockets, empty
+    directories) are in no backup: unless ``discard`` allows their deletion, the recall is
+    refused before anything is changed (and the removal script checks again once the session is
+    stopped). A detached HEAD's commits go on a pushed, verified ``recalled/`` branch first."""
     from miyabi_ctl.dispatch.agent_run import stop
     from miyabi_ctl.dispatch.worktree import (
         WorktreeKept,
