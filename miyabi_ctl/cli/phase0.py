@@ -239,16 +239,17 @@ def audit(json_out: Json = False,
           host: Annotated[str | None, typer.Option("--host", metavar="HOST", help="Only this host.")] = None,
           limit: Annotated[int, typer.Option(
               "--limit", min=0, metavar="N", help="The last N entries (0: all).")] = 50,
-          all_fleets: Annotated[bool, typer.Option(
-              "--all-fleets", help="Every fleet's entries, not only this fleet's.")] = False,
-          fleet_path: FleetPath = None,
+          fleet_path: Annotated[str | None, typer.Option(
+              "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True, metavar="PATH",
+              help="Only the entries of this fleet (and those older than fleets in the log).")
+          ] = None,
           ) -> None:
-    """What miyabi-ctl changed for this fleet: the audit log, one entry per applied step, oldest
-    first."""
+    """What miyabi-ctl changed: the audit log, one entry per applied step, oldest first; with
+    --fleet, that fleet's."""
     from miyabi_ctl import audit as audit_log
     from miyabi_ctl.phase0.render import audit_table
 
-    scope = None if all_fleets else load_fleet(fleet_path).scope
+    scope = load_fleet(fleet_path).scope if fleet_path else None
     found = [e for e in audit_log.entries()
              if host in (None, e.get("host")) and audit_log.in_scope(e, scope)]
     if limit:

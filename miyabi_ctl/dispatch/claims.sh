@@ -41,9 +41,12 @@ make_scratch() {
   echo "ref: refs/heads/miyabi-claims-read" >"$scratch/HEAD"
 }
 
+# fetch.unpackLimit=1: what arrives is kept as a pack (index-pack only reads the objects it
+# already has), never unpacked object by object, which would freshen — rewrite the mtime of — a
+# loose object the repository already holds (the empty tree every claim points at).
 scratch_git() {
   GIT_DIR=$scratch GIT_OBJECT_DIRECTORY=$scratch/objects git -c gc.auto=0 \
-    -c maintenance.auto=false -c fetch.writeCommitGraph=false "$@"
+    -c maintenance.auto=false -c fetch.writeCommitGraph=false -c fetch.unpackLimit=1 "$@"
 }
 
 # Fetch the claims ($1: all of them, or one issue's) into $tmp, print them. --refmap= keeps a

@@ -61,8 +61,13 @@ def pl(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlansLab]
     # and a FETCH_HEAD of the operator's own on every host, which a plan must not overwrite.
     hosts[0].sh("cd /root/.miyabi/worktrees/issue-61 && echo one >a.txt && git add a.txt"
                 " && git commit -qm one && echo two >b.txt")
+    # Every clone holds the empty tree every claim points at as an old loose object (as a clone
+    # that ever took a claim does): a read through a host that lacks the claim commit (pl-b,
+    # pl-c) must not freshen it.
     for host in hosts:
-        host.sh(f"git -C {REPO} fetch -q origin main")
+        host.sh(f"git -C {REPO} fetch -q origin main && git -C {REPO} hash-object -t tree -w"
+                f" /dev/null >/dev/null && touch -d 2020-01-01 {REPO}/.git/objects/4b/825dc642cb6e"
+                "b9a060e54bf8d69288fbee4904")
     yield PlansLab(fleet_file, hosts, state)
     for host in hosts:
         host.sh("tmux kill-server", check=False)

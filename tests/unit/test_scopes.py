@@ -25,6 +25,7 @@ RUN = {"title": "t", "agent": "claude", "worktree": "/w/issue-5", "branch": "iss
 
 def cli(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MIYABI_STATE_DIR": str(state), "PYTHONPATH": str(ROOT)}
+    env.pop("MIYABI_FLEET", None)
     return subprocess.run([sys.executable, "-m", "miyabi_ctl", *args], capture_output=True,
                           text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
 
@@ -126,7 +127,7 @@ def test_the_audit_log_says_whose_each_entry_is(tmp_path: Path,
 
     assert shown("--fleet", str(first)) == ["recall", "dispatch"]
     assert shown("--fleet", str(second)) == ["recall", "backup.create"]
-    assert shown("--all-fleets") == ["recall", "dispatch", "backup.create"]
+    assert shown() == ["recall", "dispatch", "backup.create"]  # no fleet named: every fleet's
     doc = json.loads(cli("audit", "--json", "--fleet", str(second), state=tmp_path).stdout)
     assert doc["scope"] == f"fleet:{second.resolve()}"
     assert doc["entries"][1]["scope"] == doc["scope"]
