@@ -2,6 +2,8 @@
 
 Every destructive action records what it touched (host, action, refs and counts before and
 after, result, error) so an operator can always answer "what did miyabi-ctl do to MAJIN?".
+Each entry names the fleet it was made for (``scope``, ``Inventory.scope``, set once per command
+with ``set_scope``): one controller may serve several fleets whose hosts share names.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ from typing import Any
 
 from miyabi_ctl.errors import MiyabiError
 from miyabi_ctl.state import state_dir
+
+_scope: str | None = None  # the fleet this process works for (one command: one fleet)
+
+
+def set_scope(scope: str | None) -> None:
+    """File every later entry under this fleet (``Inventory.scope``)."""
+    global _scope
+    _scope = scope
+
+
+def in_scope(entry: dict[str, Any], scope: str | None) -> bool:
+    """Is ``entry`` this fleet's? Entries from before scopes existed name none: they are every
+    fleet's (nobody can tell whose they were)."""
+    return scope is None or entry.get("scope") in (None, scope)
 
 
 class AuditUnwritable(MiyabiError):
@@ -60,6 +76,7 @@ def record(host: str, action: str, *, result: str, before: dict[str, Any] | None
         "after": after or {},
         "error": error,
         "by": f"{_user()}@{socket.gethostname()}",
+        **({"scope": _scope} if _scope is not None else {}),
         **details,
     }
     line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"

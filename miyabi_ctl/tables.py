@@ -10,6 +10,10 @@ read. One renderer lays it out for where it is going:
   (two lines per host: figures, then problems), and the least important columns are left out
   until the rest fit.
 
+A table may also give each row ``notes``: each is shown on lines of its own under the row
+(``    note: …``, wrapped with a hanging indent), at every width, instead of one cell holding a
+paragraph.
+
 A word is never broken mid-letter: a column is never narrower than its longest word (a word
 longer than the whole screen is cut with ``…``). Cells are plain text, never rich markup: issue
 titles, branch names and remote errors are shown as they are (``[docs] Update README``).
@@ -74,8 +78,10 @@ class Columns(Generic[R]):
         return [c.name for c in self._columns]
 
     def table(self, rows: Sequence[R], *, plain: bool = False,
-              row_style: Callable[[R], str | None] | None = None) -> TableView[R]:
-        return TableView(list(self._columns), list(rows), plain=plain, row_style=row_style)
+              row_style: Callable[[R], str | None] | None = None,
+              notes: Callable[[R], Sequence[str]] | None = None) -> TableView[R]:
+        return TableView(list(self._columns), list(rows), plain=plain, row_style=row_style,
+                         notes=notes)
 
 
 class TableView(Generic[R]):
@@ -83,8 +89,10 @@ class TableView(Generic[R]):
     re-lays out on every refresh)."""
 
     def __init__(self, columns: list[Column[R]], rows: list[R], *, plain: bool,
-                 row_style: Callable[[R], str | None] | None = None) -> None:
+                 row_style: Callable[[R], str | None] | None = None,
+                 notes: Callable[[R], Sequence[str]] | None = None) -> None:
         self.columns, self.rows, self.plain, self.row_style = columns, rows, plain, row_style
+        self.notes = notes
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield from self.lines(console, None if self.plain else options.max_width)
@@ -102,7 +110,7 @@ class TableView(Generic[R]):
         shown, widths = _fit(self.columns, inline, headers, cells, width)
         out: list[Text] = [_join([Text(headers[i], style="" if self.plain else "bold")
                                   for i in shown], shown, widths, self.columns)]
-        for row, style in zip(cells, styles, strict=True):
+        for raw, row, style in zip(self.rows, cells, styles, strict=True):
             wrapped = {i: _wrap(console, row[i], widths[i], self.columns[i].wrap, width)
                        for i in shown}
             height = max((len(w) for w in wrapped.values()), default=1)
@@ -119,10 +127,25 @@ class TableView(Generic[R]):
                 for line in beneath.wrap(console, max(10, (width or 10**6) - len(indent)),
                                          overflow="ellipsis"):
                     out.append(Text(indent) + line)
+            for note in self.notes(raw) if self.notes else ():
+                out += _note_lines(console, _text(note), width)
         for line in out:
             line.no_wrap, line.overflow = True, "ignore"
             line.rstrip()
         return out
+
+
+NOTE, HANGING = "    note: ", " " * 10
+
+
+def _note_lines(console: Console, note: Text, width: int | None) -> list[Text]:
+    """One note under its row: ``    note: …``, continued under its first word."""
+    from rich.text import Text
+
+    if width is None:
+        return [Text(NOTE) + note]
+    lines = note.wrap(console, max(10, width - len(HANGING)), overflow="ellipsis")
+    return [Text(NOTE if n == 0 else HANGING) + line for n, line in enumerate(lines)]
 
 
 def _text(value: Cell) -> Text:

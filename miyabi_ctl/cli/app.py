@@ -61,6 +61,15 @@ notify.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn library errors into one clear line and an exit code."""
+    from miyabi_ctl import audit
+
+    try:
+        _main(argv)
+    finally:
+        audit.set_scope(None)  # one call, one fleet: the next call in this process sets its own
+
+
+def _main(argv: list[str] | None) -> None:
     args = with_watch_default(list(sys.argv[1:] if argv is None else argv))
     if command_of(args) == "check":
         sys.exit(_check_main(args))

@@ -58,14 +58,23 @@ NO_FLEET_FILE = ("no fleet.yaml found (--fleet PATH, $MIYABI_FLEET, ./fleet.yaml
                  "$XDG_CONFIG_HOME/miyabi-ctl/fleet.yaml)")
 
 
+def load_fleet(fleet_path: str | None) -> Inventory:
+    """The fleet's inventory; what this command records in the audit log is filed under that
+    fleet (``Inventory.scope``)."""
+    from miyabi_ctl import audit
+    from miyabi_ctl.inventory import load_inventory
+
+    inventory = load_inventory(fleet_path)
+    audit.set_scope(inventory.scope)
+    return inventory
+
+
 def open_fleet(fleet_path: str | None, hosts: list[str] | None, *, forks: int | None = None,
                timeout: float | None = None, quiet: bool = False,
                require_file: bool = False) -> tuple[Inventory, Fleet]:
     """The inventory and a Fleet of the named hosts. ``require_file``: no local-only fallback
     (`check`: a monitoring job must say which fleet it watches)."""
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
+    inventory = load_fleet(fleet_path)
     if inventory.implicit and require_file:
         raise UsageError(f"{NO_FLEET_FILE}; name one with --fleet PATH")
     if inventory.implicit and not quiet:

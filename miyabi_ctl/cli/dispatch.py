@@ -22,6 +22,7 @@ from miyabi_ctl.cli.common import (
     Yes,
     echo_lines,
     fleet_of,
+    load_fleet,
     make_console,
     notify_changes,
     open_fleet,
@@ -86,11 +87,9 @@ def issues(
     from miyabi_ctl.dispatch.render import issues_json, issues_summary, issues_table
     from miyabi_ctl.dispatch.service import active_assignments, assigned_map, read_claims
     from miyabi_ctl.dispatch.store import RunStore
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
+    inventory = load_fleet(fleet_path)
     graph, source = _graph(inventory, backlog)
-    store = RunStore()
+    store = RunStore(scope=inventory.scope)
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
         board = read_claims(keeper, store)
     if not board.readable:
@@ -137,7 +136,7 @@ def dispatch(
     inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
     graph, source = _graph(inventory, backlog)
     agent_name = _agent(inventory, agent)
-    store = RunStore()
+    store = RunStore(scope=inventory.scope)
 
     def show_plan() -> None:
         if explain:
@@ -189,7 +188,7 @@ def assign(
     inventory, fleet = open_fleet(fleet_path, [host], timeout=timeout, quiet=json_out)
     graph, source = _graph(inventory, backlog)
     agent_name = _agent(inventory, agent)
-    store = RunStore()
+    store = RunStore(scope=inventory.scope)
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
         planned = plan_assign(graph, view, store, issue=issue, host=host, agent=agent_name,
@@ -267,9 +266,7 @@ def runs(
     from miyabi_ctl.dispatch.run_views import collect_runs
     from miyabi_ctl.dispatch.store import RunStore
     from miyabi_ctl.errors import MiyabiError
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
+    inventory = load_fleet(fleet_path)
     graph = None
     try:
         graph, _source = _graph(inventory, backlog)
@@ -279,7 +276,8 @@ def runs(
         typer.echo(f"miyabi-ctl: warning: backlog unavailable, issue states unknown: {exc}",
                    err=True)
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
-        report = collect_runs(inventory, RunStore(), graph, keeper, forks=forks, timeout=timeout)
+        report = collect_runs(inventory, RunStore(scope=inventory.scope), graph, keeper,
+                              forks=forks, timeout=timeout)
     views = report.views
     if report.claims_error:
         typer.echo(f"miyabi-ctl: error: the claims could not be read, so other controllers' "
@@ -308,6 +306,10 @@ def recall(
     discard_nested: Annotated[bool, typer.Option(
         "--discard-nested", help="Remove the worktree even though it holds nested repositories "
                                  "with work (a backup records only their commit id).")] = False,
+    discard_unkept: Annotated[bool, typer.Option(
+        "--discard-unkept", help="Remove the worktree even though it holds what git cannot keep "
+                                 "(FIFOs, sockets, empty directories), which no backup holds.")
+    ] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Release the issue's claim although its host cannot be reached (the host "
                         "is not touched). Refused while the host answers.")] = False,
@@ -329,10 +331,8 @@ def recall(
     from miyabi_ctl.dispatch.run_views import stale_after
     from miyabi_ctl.dispatch.service import github_announcer, read_claims
     from miyabi_ctl.dispatch.store import RunStore
-    from miyabi_ctl.inventory import load_inventory
-
-    inventory = load_inventory(fleet_path)
-    store = RunStore()
+    inventory = load_fleet(fleet_path)
+    store = RunStore(scope=inventory.scope)
     keeper = ClaimKeeper(inventory, timeout=timeout)
     announce = None
     if inventory.backlog.get("github"):
@@ -352,7 +352,8 @@ def recall(
                                refuses=forced.refusal is not None,
                                applicable=forced.refusal is None, apply=apply, yes=yes,
                                json_out=json_out)
-            discard = Discard(ignored=discard_ignored, nested=discard_nested)
+            discard = Discard(ignored=discard_ignored, nested=discard_nested,
+                              unkept=discard_unkept)
             plan = plan_recall(fleet, target.assignment, discard)
             _recall_change(issue, target.assignment.host, plan.to_json(), plan.steps, plan.notes,
                            lambda: apply_recall(target, fleet, store, keeper, discard, release),

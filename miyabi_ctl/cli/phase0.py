@@ -20,6 +20,7 @@ from miyabi_ctl.cli.common import (
     Timeout,
     Yes,
     echo_lines,
+    load_fleet,
     make_console,
     open_fleet,
     print_json,
@@ -238,16 +239,23 @@ def audit(json_out: Json = False,
           host: Annotated[str | None, typer.Option("--host", metavar="HOST", help="Only this host.")] = None,
           limit: Annotated[int, typer.Option(
               "--limit", min=0, metavar="N", help="The last N entries (0: all).")] = 50,
+          fleet_path: Annotated[str | None, typer.Option(
+              "--fleet", "-f", envvar="MIYABI_FLEET", show_envvar=True, metavar="PATH",
+              help="Only the entries of this fleet (and those older than fleets in the log).")
+          ] = None,
           ) -> None:
-    """What miyabi-ctl changed: the audit log, one entry per applied step, oldest first."""
+    """What miyabi-ctl changed: the audit log, one entry per applied step, oldest first; with
+    --fleet, that fleet's."""
     from miyabi_ctl import audit as audit_log
     from miyabi_ctl.phase0.render import audit_table
 
-    found = [e for e in audit_log.entries() if host in (None, e.get("host"))]
+    scope = load_fleet(fleet_path).scope if fleet_path else None
+    found = [e for e in audit_log.entries()
+             if host in (None, e.get("host")) and audit_log.in_scope(e, scope)]
     if limit:
         found = found[-limit:]
     if json_out:
-        print_json({"log": str(audit_log.audit_path()), "entries": found})
+        print_json({"log": str(audit_log.audit_path()), "scope": scope, "entries": found})
         return
     if not found:
         typer.echo(f"no entries in {audit_log.audit_path()}")

@@ -4,9 +4,15 @@
 #                           ('' = must be absent); it then holds a new claim commit whose message
 #                           is MESSAGE ('' = the ref is deleted). On failure, the claim it holds now.
 # Each claim is printed as `claim=ISSUE`, `oid=OBJECT`, then its message lines prefixed `m.`
-# (so no line of a message can pass for a record of its own). The claims are fetched into a
-# namespace of this run's own (refs/miyabi-read/PID), deleted before the script ends: two reads at
-# once never contend for a ref lock, and the host's clone keeps no claim refs.
+# (so no line of a message can pass for a record of its own).
+#
+# A read changes nothing in the host's repository, not even an mtime: the fetch runs in a git
+# directory of this run's own (a temporary linked-worktree git dir whose `commondir` is the
+# repository's, so the remote, its URL and credentials are the repository's own config) with an
+# object directory of its own (the repository's objects as alternates). The claims land on
+# refs/worktree/, which live in that git dir, and so does FETCH_HEAD; all of it is deleted when
+# the script ends. The repository's FETCH_HEAD, refs, packed-refs and loose objects (whose mtimes
+# a fetch would freshen) are never written, and two reads at once share nothing.
 use_login_path
 expand_home "$1"; repo=$expanded
 remote=$2 op=$3
@@ -14,28 +20,55 @@ ns=refs/miyabi/claims
 GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
 export GIT_TERMINAL_PROMPT GIT_ASKPASS SSH_ASKPASS
 cd "$repo" 2>/dev/null || die 3 "no such directory: $repo"
-git rev-parse --git-dir >/dev/null 2>&1 || die 3 "not a git repository: $repo"
+common=$(git rev-parse --git-common-dir 2>/dev/null) || die 3 "not a git repository: $repo"
+common=$(cd "$common" && pwd -P) || die 3 "cannot enter the git directory of $repo"
 
-tmp=refs/miyabi-read/$$
+scratch=
+trap 'rm -rf "$scratch"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+tmp=refs/worktree/miyabi-read
 
-# Fetch the claims ($1: all of them, or one issue's) into $tmp, print them, drop $tmp.
+# A git dir of this run's own: its objects are new ones only (the repository's are its
+# alternates), its refs are refs/worktree/ only, and the rest is the repository's (commondir).
+make_scratch() {
+  [ -z "$scratch" ] || return 0
+  scratch=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-claims.XXXXXX") || die 3 "mktemp failed"
+  mkdir -p "$scratch/objects/info" "$scratch/refs" || die 3 "cannot make $scratch"
+  printf '%s\n' "$common/objects" >"$scratch/objects/info/alternates"
+  printf '%s\n' "$common" >"$scratch/commondir"
+  echo "ref: refs/heads/miyabi-claims-read" >"$scratch/HEAD"
+}
+
+# fetch.unpackLimit=1: what arrives is kept as a pack (index-pack only reads the objects it
+# already has), never unpacked object by object, which would freshen — rewrite the mtime of — a
+# loose object the repository already holds (the empty tree every claim points at).
+scratch_git() {
+  GIT_DIR=$scratch GIT_OBJECT_DIRECTORY=$scratch/objects git -c gc.auto=0 \
+    -c maintenance.auto=false -c fetch.writeCommitGraph=false -c fetch.unpackLimit=1 "$@"
+}
+
+# Fetch the claims ($1: all of them, or one issue's) into $tmp, print them. --refmap= keeps a
+# remote.*.fetch refspec that would also match claims from updating the repository's refs.
 fetch_and_show() {
+  make_scratch
   src=$ns/$1 dst=$tmp/$1
   [ -n "$1" ] || { src=$ns/* dst=$tmp/*; }
-  fetched=$(git fetch -q --no-tags -- "$remote" "+$src:$dst" 2>&1)
+  fetched=$(scratch_git fetch -q --no-tags --no-recurse-submodules --refmap= -- "$remote" \
+    "+$src:$dst" 2>&1)
   status=$?
   if [ $status -ne 0 ] && [ -n "$1" ] &&
      printf '%s\n' "$fetched" | grep -q "couldn't find remote ref"; then
     status=0  # that one claim is absent: nothing to show
   fi
   if [ $status -eq 0 ]; then
-    git for-each-ref --format='%(objectname) %(refname)' "$tmp" | while read -r oid ref; do
+    scratch_git for-each-ref --format='%(objectname) %(refname)' "$tmp" | while read -r oid ref; do
       echo "claim=${ref#"$tmp/"}"
       echo "oid=$oid"
-      git cat-file -p "$oid" 2>/dev/null | sed -e '1,/^$/d' -e 's/^/m./'
+      scratch_git cat-file -p "$oid" 2>/dev/null | sed -e '1,/^$/d' -e 's/^/m./'
     done
   fi
-  git for-each-ref --format='delete %(refname)' "$tmp" | git update-ref --stdin
   return $status
 }
 

@@ -23,6 +23,7 @@ from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.phase0.backup import BackupPlan, backup_tree, plan_backup
 from miyabi_ctl.phase0.locks import host_lock
+from miyabi_ctl.phase0.publish import unkept_note
 
 # Told when a claim is released (e.g. removes the issue's GitHub label): a note if that failed.
 Release = Callable[[int, str], str | None]
@@ -84,6 +85,11 @@ class Discard:
 
     ignored: bool = False
     nested: bool = False
+    unkept: bool = False  # FIFOs, sockets, device files, empty directories: git cannot keep them
+
+    def refusals(self, leftovers: Leftovers) -> list[str]:
+        return leftovers.refusals(discard_ignored=self.ignored, discard_nested=self.nested,
+                                  discard_unkept=self.unkept)
 
 
 def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str,
@@ -99,8 +105,12 @@ def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str,
     else:
         backup = f"back up {a.worktree}: {backup_plan.reason or backup_plan.action}"
     remove = f"remove the worktree {a.worktree} (branch {a.branch} and its commits stay)"
-    refusals = leftovers.refusals(discard_ignored=discard.ignored,
-                                  discard_nested=discard.nested) if leftovers else []
+    if leftovers and leftovers.detached:
+        remove = (f"remove the worktree {a.worktree} (branch {a.branch} and its commits stay; "
+                  f"the detached HEAD {leftovers.detached[:12]}, whose commits no branch holds, "
+                  f"first goes on branch {leftovers.keep_as}, pushed to "
+                  f"{remote} and read back: if that fails, the worktree is kept)")
+    refusals = discard.refusals(leftovers) if leftovers else []
     if refusals:
         remove = (f"remove the worktree {a.worktree}: REFUSED ({'; '.join(refusals)}); recall "
                   "would stop before anything is changed")
@@ -110,10 +120,15 @@ def recall_steps(assignment: Assignment, backup_plan: BackupPlan, remote: str,
 
 def recall_notes(backup_plan: BackupPlan, leftovers: Leftovers | None,
                  discard: Discard = Discard()) -> list[str]:
-    """What the plan should say besides its steps: the backup's notes, what removal deletes."""
-    notes = [f"backup: {n}" for n in backup_plan.notes]
+    """What the plan should say besides its steps: the backup's notes, what removal deletes.
+    The backup's words on what git cannot keep ("a clean never removes them") are phase 0's;
+    a recall's removal would delete them, and says so itself."""
+    snap = backup_plan.snapshot
+    unkept = unkept_note(snap.unkept) if snap and snap.unkept else None
+    notes = [f"backup: {n}" for n in backup_plan.notes if n != unkept]
     if leftovers:
-        notes += leftovers.notes(discard_ignored=discard.ignored, discard_nested=discard.nested)
+        notes += leftovers.notes(discard_ignored=discard.ignored, discard_nested=discard.nested,
+                                 discard_unkept=discard.unkept)
     return notes
 
 
@@ -121,9 +136,10 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
                  discard: Discard = Discard(), release: Release | None = None) -> RecallOutcome:
     """Stop the session, back the worktree up (pushed, verified), and only then remove it.
 
-    Nested repositories with work and ignored files are in no backup: unless ``discard`` allows
-    their deletion, the recall is refused before anything is changed (and the removal script
-    checks again once the session is stopped)."""
+    Nested repositories with work, ignored files and what git cannot keep (FIFOs, sockets, empty
+    directories) are in no backup: unless ``discard`` allows their deletion, the recall is
+    refused before anything is changed (and the removal script checks again once the session is
+    stopped). A detached HEAD's commits go on a pushed, verified ``recalled/`` branch first."""
     from miyabi_ctl.dispatch.agent_run import stop
     from miyabi_ctl.dispatch.worktree import (
         WorktreeKept,
@@ -138,8 +154,7 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
     host = fleet.host(a.host)
     out = RecallOutcome(a, ok=False)
     with host_lock(host, host.spec.repo_path_or(inventory.repo), "recall"):
-        refusals = inspect_worktree(host, inventory, a.worktree).refusals(
-            discard_ignored=discard.ignored, discard_nested=discard.nested)
+        refusals = discard.refusals(inspect_worktree(host, inventory, a.worktree))
         if refusals:
             out.message = "not recalled, nothing changed: " + "; ".join(refusals)
             audit.record(host.name, "recall", result="refused", error=out.message, issue=a.issue)
@@ -175,7 +190,7 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
             return out
         try:
             found = remove_worktree(host, inventory, a.worktree, discard_ignored=discard.ignored,
-                                    discard_nested=discard.nested)
+                                    discard_nested=discard.nested, discard_unkept=discard.unkept)
         except WorktreeKept as exc:
             out.message = f"session stopped and work backed up, but the worktree is KEPT: {exc}"
             audit.record(host.name, "recall.remove", result="refused", error=str(exc),
@@ -185,8 +200,10 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
         audit.record(host.name, "recall.remove", result="ok", issue=a.issue,
                      before={"worktree": a.worktree, "branch": a.branch,
                              "ignored": len(found.ignored),
-                             "nested": [n.path for n in found.nested]},
-                     after={"backup": backup.branch, "kept": found.kept},
+                             "nested": [n.path for n in found.nested],
+                             "unkept": len(found.unkept)},
+                     after={"backup": backup.branch, "kept": found.kept,
+                            "kept_remote": found.kept_remote},
                      discarded=vars(discard))
     problem = release_claim(target, keeper, [a.host], "recall", release)
     if a.id:
@@ -198,7 +215,8 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
     out.message += f"; {backup.message}; worktree removed, branch {a.branch} kept"
     out.message += f"; {problem}" if problem else "; claim released"
     if found.kept:
-        out.message += f"; the detached HEAD's commits kept on branch {found.kept}"
+        out.message += (f"; the detached HEAD's commits kept on branch {found.kept}, pushed to "
+                        f"{found.kept_remote} and verified")
     return out
 
 
@@ -313,8 +331,7 @@ class RecallPlan:
 
     @property
     def refuses(self) -> bool:
-        return self.backup.action == "refuse" or bool(self.leftovers.refusals(
-            discard_ignored=self.discard.ignored, discard_nested=self.discard.nested))
+        return self.backup.action == "refuse" or bool(self.discard.refusals(self.leftovers))
 
     def to_json(self) -> dict[str, Any]:
         return {"issue": self.assignment.issue, "host": self.assignment.host,

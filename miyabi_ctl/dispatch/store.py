@@ -8,6 +8,14 @@ when it started, and its state — ``launching`` (claimed, agent starting), ``ru
 left the remote without this controller: recalled elsewhere, cleared by hand). ``reconcile``
 brings the cache in line with a fresh read of the claims, so a controller that was offline
 catches up on its next command. The store lives in ``state_dir()/runs.sqlite``.
+
+One controller may serve several fleets (several repositories): each assignment is filed under
+its fleet's ``scope`` (``Inventory.scope``: the fleet file, or the repository the implicit fleet
+looks at), and a store opened for a scope sees only that scope's assignments — so issue #5 of
+one repository is never shown as assigned in another's, not even from the cache when the
+claims cannot be read. Rows from before scopes existed are adopted: an active one holding a
+claim by the fleet whose remote holds that claim (the first read that sees it), the others by
+the first fleet that opens the store.
 """
 
 from __future__ import annotations
@@ -41,14 +49,20 @@ CREATE TABLE IF NOT EXISTS assignments (
     state    TEXT NOT NULL,
     ended    TEXT,
     note     TEXT,
-    claim    TEXT
+    claim    TEXT,
+    scope    TEXT
 );
 CREATE TABLE IF NOT EXISTS unreachable (
     claim    TEXT PRIMARY KEY,
     since    REAL NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS one_active_assignment_per_issue
-    ON assignments(issue) WHERE state IN ('launching', 'running');
+"""
+
+# One active assignment per issue of a fleet (made after the scope column: see RunStore).
+ACTIVE_INDEX = """
+DROP INDEX IF EXISTS one_active_assignment_per_issue;
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_assignment_per_scope_issue
+    ON assignments(IFNULL(scope, ''), issue) WHERE state IN ('launching', 'running');
 """
 
 
@@ -75,6 +89,7 @@ class Assignment:
     ended: str | None
     note: str | None
     claim: str | None = None  # the claim object on the remote this assignment holds
+    scope: str | None = None  # the fleet it was made for (Inventory.scope)
 
     @property
     def active(self) -> bool:
@@ -90,15 +105,23 @@ def _now() -> str:
 
 
 class RunStore:
-    """Assignments on this controller. A connection per call: safe from the fleet's threads."""
+    """Assignments on this controller, of one fleet (``scope``; None: every fleet's). A
+    connection per call: safe from the fleet's threads."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, *, scope: str | None = None):
         self.path = path or store_path()
+        self.scope = scope
         with self._db() as db:
             db.executescript(SCHEMA)
             columns = {row["name"] for row in db.execute("PRAGMA table_info(assignments)")}
             if "claim" not in columns:  # a store made before claims existed
                 db.execute("ALTER TABLE assignments ADD COLUMN claim TEXT")
+            if "scope" not in columns:  # … or before one controller served several fleets
+                db.execute("ALTER TABLE assignments ADD COLUMN scope TEXT")
+            db.executescript(ACTIVE_INDEX)
+            if scope is not None:  # rows from before scopes: the first fleet takes them
+                db.execute("UPDATE assignments SET scope = ? WHERE scope IS NULL AND NOT "
+                           "(claim IS NOT NULL AND state IN ('launching', 'running'))", (scope,))
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -117,8 +140,9 @@ class RunStore:
             with self._db() as db:
                 cursor = db.execute(
                     "INSERT INTO assignments (issue, title, host, agent, worktree, branch, session,"
-                    " started, state, claim) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'launching', ?)",
-                    (issue, title, host, agent, worktree, branch, session, _now(), claim))
+                    " started, state, claim, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'launching', ?,"
+                    " ?)", (issue, title, host, agent, worktree, branch, session, _now(), claim,
+                            self.scope))
                 row_id = cursor.lastrowid
         except sqlite3.IntegrityError:
             current = self.active_for(issue)
@@ -152,8 +176,10 @@ class RunStore:
         return Assignment(**dict(row))
 
     def all(self) -> list[Assignment]:
+        """This fleet's assignments (every fleet's when the store has no scope), oldest first."""
         with self._db() as db:
-            rows = db.execute("SELECT * FROM assignments ORDER BY started, id").fetchall()
+            rows = db.execute("SELECT * FROM assignments WHERE ?1 IS NULL OR scope = ?1 "
+                              "ORDER BY started, id", (self.scope,)).fetchall()
         return [Assignment(**dict(r)) for r in rows]
 
     def active(self) -> list[Assignment]:
@@ -175,7 +201,12 @@ class RunStore:
         another controller or cleared by hand: it ends as ``released``. Left alone: assignments
         made before claims existed (no claim recorded), and those started since the read began
         (by a concurrent command of this controller: the read could not see their claim yet).
+        Rows from before scopes whose claim is among ``held`` are this fleet's: adopted first.
         Returns those ended."""
+        if self.scope is not None and held:
+            with self._db() as db:
+                db.executemany("UPDATE assignments SET scope = ? WHERE scope IS NULL AND claim = ?",
+                               [(self.scope, oid) for oid in held.values()])
         cutoff = (read_at - timedelta(seconds=1)).isoformat(timespec="seconds") if read_at else None
         ended = []
         for a in self.active():

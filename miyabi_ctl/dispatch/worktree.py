@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.connectors.base import Host, RunResult
 from miyabi_ctl.errors import CommandFailed, Refused
 from miyabi_ctl.inventory import Inventory
+from miyabi_ctl.names import check_remote
 from miyabi_ctl.remote import Script, key_values, run_script
 
 WORKTREE_SCRIPT = Script("dispatch", "worktree.sh")
 
 
 class WorktreeKept(Refused):
-    """The worktree holds what no backup has (nested repositories, ignored files): not removed."""
+    """The worktree holds what no backup has (nested repositories, ignored files, what git cannot
+    keep), or a detached HEAD's commits could not be pushed: not removed."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,16 @@ class NestedRepo:
         return f"{self.path} ({', '.join(parts)})"
 
 
+UNKEPT_WORDS = {"fifo": "FIFO", "socket": "socket", "device": "device file",
+                "empty-dir": "empty directory", "special": "special file"}
+
+
+def describe_unkept(item: str) -> str:
+    """``fifo PATH`` (worktree.sh's record) in words: ``PATH (FIFO)``, ``PATH/ (empty directory)``."""
+    kind, _, path = item.partition(" ")
+    return f"{path}{'/' if kind == 'empty-dir' else ''} ({UNKEPT_WORDS.get(kind, kind)})"
+
+
 @dataclass(frozen=True)
 class Leftovers:
     """What removing a worktree would destroy that its backup does not hold."""
@@ -47,12 +59,17 @@ class Leftovers:
     ignored: tuple[str, ...] = ()
     absent: bool = False
     kept: str | None = None  # the branch a detached HEAD's commits were kept on
+    unkept: tuple[str, ...] = ()  # what git cannot keep: "fifo PATH", "empty-dir PATH", …
+    detached: str | None = None  # a detached HEAD whose commits no branch, tag or remote holds
+    keep_as: str | None = None  # the branch a removal keeps that HEAD on
+    kept_remote: str | None = None  # the remote that branch was pushed to and read back from
 
     @property
     def nested_with_work(self) -> list[NestedRepo]:
         return [n for n in self.nested if n.has_work]
 
-    def refusals(self, *, discard_ignored: bool, discard_nested: bool) -> list[str]:
+    def refusals(self, *, discard_ignored: bool, discard_nested: bool,
+                 discard_unkept: bool = False) -> list[str]:
         """Why the worktree must not be removed without the matching --discard-* flag."""
         reasons = []
         if self.nested_with_work and not discard_nested:
@@ -62,9 +79,13 @@ class Leftovers:
         if self.ignored and not discard_ignored:
             reasons.append(f"{_some(self.ignored)}: ignored files that are not in the backup "
                            "(--discard-ignored deletes them)")
+        if self.unkept and not discard_unkept:
+            reasons.append(f"{_some(map(describe_unkept, self.unkept))}: git cannot keep these, "
+                           "so no backup holds them (--discard-unkept deletes them)")
         return reasons
 
-    def notes(self, *, discard_ignored: bool, discard_nested: bool) -> list[str]:
+    def notes(self, *, discard_ignored: bool, discard_nested: bool,
+              discard_unkept: bool = False) -> list[str]:
         """What removal deletes anyway (nothing lost that exists nowhere else, or --discard-*)."""
         notes = [f"nested repository {n.describe()} is deleted with the worktree"
                  for n in self.nested if not n.has_work]
@@ -72,6 +93,8 @@ class Leftovers:
             notes.append(f"--discard-nested: DELETES {_some(n.describe() for n in self.nested_with_work)}")
         if self.ignored and discard_ignored:
             notes.append(f"--discard-ignored: DELETES the ignored {_some(self.ignored)}")
+        if self.unkept and discard_unkept:
+            notes.append(f"--discard-unkept: DELETES {_some(map(describe_unkept, self.unkept))}")
         return notes
 
 
@@ -86,25 +109,40 @@ def _count(text: str) -> int:
 
 
 def _parse_leftovers(stdout: str) -> Leftovers:
-    nested, ignored, absent, kept = [], [], False, None
+    nested, ignored, unkept, absent = [], [], [], False
+    single: dict[str, str] = {}
     for line in stdout.splitlines():
         key, _, value = line.partition("=")
-        if key == "kept":
-            kept = value
-        if key == "nested":
+        if key in ("kept", "kept_remote", "detached", "keep_as"):
+            single[key] = value
+        elif key == "nested":
             changes, commits, path = value.split(" ", 2)
             nested.append(NestedRepo(path, _count(changes), _count(commits)))
         elif key == "ignored" and value:
             ignored.append(value)
+        elif key == "unkept" and value:
+            unkept.append(value)
         elif key == "absent":
             absent = True
-    return Leftovers(tuple(nested), tuple(ignored), absent, kept)
+    return Leftovers(tuple(nested), tuple(ignored), absent, single.get("kept"), tuple(unkept),
+                     single.get("detached"), single.get("keep_as"), single.get("kept_remote"))
+
+
+def _worktree_script(host: Host, inventory: Inventory, worktree: str, mode: str, *,
+                     discard: tuple[bool, bool, bool] = (False, False, False), grace_s: int = 10,
+                     timeout: float = 120) -> RunResult:
+    """worktree.sh: REPO WORKTREE MODE DISCARD_IGNORED DISCARD_NESTED DISCARD_UNKEPT GRACE REMOTE."""
+    remote = inventory.repo.remote
+    check_remote(remote)
+    return run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
+                      mode, *("1" if flag else "0" for flag in discard), str(grace_s), remote,
+                      timeout=timeout, end_on_timeout=mode != "inspect")  # stop, remove: changes
 
 
 def inspect_worktree(host: Host, inventory: Inventory, worktree: str) -> Leftovers:
-    """Read-only: the nested repositories and ignored files a removal would destroy."""
-    result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
-                        "inspect", "0", "0", timeout=120)
+    """Read-only: what a removal would destroy that no backup holds (nested repositories with
+    work, ignored files, what git cannot keep) and a detached HEAD's unheld commits."""
+    result = _worktree_script(host, inventory, worktree, "inspect")
     if result.exit_code != 0:
         error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot look into {worktree}: {error}", result)
@@ -122,8 +160,8 @@ class Stopped:
 def stop_processes(host: Host, inventory: Inventory, worktree: str, grace_s: int = 10) -> Stopped:
     """End every process whose working directory or an open file is inside the worktree (a
     helper the agent started with setsid, a dev server, a second session): TERM, then KILL."""
-    result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
-                        "stop", "0", "0", str(grace_s), timeout=grace_s + 60, end_on_timeout=True)
+    result = _worktree_script(host, inventory, worktree, "stop", grace_s=grace_s,
+                              timeout=grace_s + 60)
     if result.exit_code != 0:
         error = key_values(result.stdout).get("error") or result.stderr.strip()
         raise CommandFailed(host.name, f"cannot stop the processes in {worktree}: {error}", result)
@@ -136,21 +174,25 @@ def stop_processes(host: Host, inventory: Inventory, worktree: str, grace_s: int
 
 
 def remove_worktree(host: Host, inventory: Inventory, worktree: str, *,
-                    discard_ignored: bool = False, discard_nested: bool = False) -> Leftovers:
+                    discard_ignored: bool = False, discard_nested: bool = False,
+                    discard_unkept: bool = False) -> Leftovers:
     """Remove the issue's worktree (its branch and the run files with the log stay).
 
     Call only after the worktree has been backed up. The script checks again, just before the
-    removal, for nested repositories with work and ignored files, and keeps the worktree
-    (WorktreeKept) unless the matching ``discard_*`` flag says to delete them.
+    removal, for nested repositories with work, ignored files and what git cannot keep, and
+    keeps the worktree (WorktreeKept) unless the matching ``discard_*`` flag says to delete them.
+    A detached HEAD's commits that nothing else holds are kept on a ``recalled/`` branch, pushed
+    to the remote and read back first; if that fails, the worktree is kept too.
     """
-    result = run_script(host, WORKTREE_SCRIPT, host.spec.repo_path_or(inventory.repo), worktree,
-                        "remove", "1" if discard_ignored else "0", "1" if discard_nested else "0",
-                        timeout=120, end_on_timeout=True)
+    result = _worktree_script(host, inventory, worktree, "remove",
+                              discard=(discard_ignored, discard_nested, discard_unkept),
+                              timeout=600)  # it may push a branch
     found = _parse_leftovers(result.stdout)
     if result.exit_code == 6:
-        reasons = found.refusals(discard_ignored=discard_ignored, discard_nested=discard_nested)
+        reasons = found.refusals(discard_ignored=discard_ignored, discard_nested=discard_nested,
+                                 discard_unkept=discard_unkept)
         raise WorktreeKept("; ".join(reasons) or key_values(result.stdout).get("error", "refused"))
-    if result.exit_code == 7:
+    if result.exit_code in (7, 8):
         raise WorktreeKept(key_values(result.stdout).get("error", "processes work in it"))
     if result.exit_code != 0:
         error = key_values(result.stdout).get("error") or result.stderr.strip()

@@ -120,6 +120,15 @@ class Inventory:
         """True when no fleet.yaml was found and the fleet is this machine alone."""
         return self.source is None
 
+    @property
+    def scope(self) -> str:
+        """What this controller files the fleet's runs and audit entries under: its fleet file
+        (resolved), or for the implicit fleet the repository it looks at. One controller may
+        serve several fleets (several repositories); none sees another's."""
+        if self.source is not None:
+            return f"fleet:{Path(self.source).expanduser().resolve()}"
+        return f"local:{self.repo.path}"
+
     def select(self, names: list[str] | None) -> list[HostSpec]:
         """The hosts named on the command line (all when none), in inventory order."""
         if not names:

@@ -18,24 +18,30 @@ Show = Callable[[Console, Any], None]  # cli.common.show: a terminal as is, pipe
 
 def backup_table(plans: list[BackupPlan], outcomes: dict[str, BackupOutcome] | None = None, *,
                  plain: bool = False) -> TableView:
+    """One row per host (DETAIL: the reason, or what happened); on a terminal each of the plan's
+    notes (embedded repositories, what git cannot keep, modes, secret-like names…) on lines of
+    its own under the host. Piped, a row stays one line: its notes follow the detail."""
     rows = []
     for plan in plans:
         files = str(plan.files) if plan.snapshot and plan.action in ("create", "exists") else "-"
-        detail = "; ".join([plan.reason, *plan.notes]) if plan.reason or plan.notes else ""
+        detail = plan.reason
         action = plan.action
         branch = plan.branch
         if outcomes is not None and plan.host in outcomes:
             out = outcomes[plan.host]
             action = ("done" if out.ok else "FAILED") if out.action in ("create", "exists") \
                 else ("FAILED" if not out.ok else action)
-            detail = "; ".join([out.message, *plan.notes])
+            detail = out.message
             branch = out.branch or plan.branch
+        if plain:
+            detail = "; ".join(filter(None, [detail, *plan.notes]))
         rows.append({"host": plan.host, "action": action, "branch": branch or "-", "files": files,
-                     "detail": unprefixed(plan.host, detail)})
-    return BACKUP_COLUMNS.table(rows, plain=plain)
+                     "detail": unprefixed(plan.host, detail), "notes": plan.notes})
+    return BACKUP_COLUMNS.table(rows, plain=plain,
+                                notes=None if plain else lambda row: row["notes"])
 
 
-BACKUP_COLUMNS: Columns[dict[str, str]] = Columns([
+BACKUP_COLUMNS: Columns[dict[str, Any]] = Columns([
     keyed("host", "HOST", priority=0),
     keyed("action", "ACTION", priority=0),
     keyed("branch", "BRANCH", priority=2),

@@ -10,8 +10,10 @@ is the agent, in any of the forms the agents really run as (docs/platforms.md):
   ``node …/@anthropic-ai/claude-code/cli.js``, ``node /opt/homebrew/bin/claude``,
   ``node $PREFIX/bin/claude``, ``deno run npm:@anthropic-ai/claude-code``;
 - a process whose title was rewritten to the agent's bare version (``2.1.37``, Claude Code ≥ 2.1):
-  only when the host says what really runs it — ``/proc/PID/exe`` on Linux, ``comm`` on macOS —
-  so an unrelated program that calls itself ``1.2.3`` is never counted.
+  only when the host says what really runs it — ``/proc/PID/exe`` on Linux, the program text
+  lsof lists on macOS — so an unrelated program that calls itself ``1.2.3`` is never counted;
+- npm's native build (Claude Code >= 2.1.113): ``…/@anthropic-ai/claude-code/bin/claude.exe``, the
+  name it has on every platform.
 
 Zombies never count, and a session's own helper process of the same agent (codex's node wrapper
 and its native child) counts once.
@@ -56,7 +58,7 @@ class ProcessFacts:
     """What the probe read about one process beyond its ps line (each None when unreadable)."""
 
     cwd: str | None = None
-    exe: str | None = None          # what really runs (/proc/PID/exe, macOS comm)
+    exe: str | None = None          # what really runs (/proc/PID/exe, macOS lsof's txt)
     launcher: str | None = None     # the path the shell started ($_ of its environment)
     start_ticks: int | None = None  # /proc/PID/stat starttime, clock ticks after boot
     cpu_ticks: int | None = None    # utime + stime
@@ -136,8 +138,9 @@ def is_version_title(args: str) -> bool:
 
 
 def _native(path: str, spec: AgentSpec) -> bool:
-    """``claude``, ``/x/bin/claude`` or the installer's ``…/claude/versions/2.1.37``."""
-    if _basename(path) in spec.executables:
+    """``claude``, ``/x/bin/claude``, npm's ``…/bin/claude.exe`` or the installer's
+    ``…/claude/versions/2.1.37``."""
+    if _basename(path).removesuffix(".exe") in spec.executables:
         return True
     return any(f"/{exe}/versions/" in path for exe in spec.executables)
 

@@ -240,14 +240,16 @@ PIDS
     )
   else
     pids=$(printf '%s\n' "$matches" | awk 'NF { printf "%s%s", sep, $1; sep = "," }')
-    # macOS: a rewritten title leaves `comm` (argv[0] as exec'd) alone.
+    # macOS: what runs under a title rewritten to a bare version is the first file lsof lists as
+    # its program text (memory regions in address order: the executable's own come first).
+    # `ps -o comm` cannot tell: it reads argv[0] as the process's memory holds it now, the title.
+    # Only when there is such a title: one more process, and none on a host without one.
     titled=$(printf '%s\n' "$matches" |
       awk '$5 ~ /^[0-9]+\.[0-9]+/ { printf "%s%s", sep, $1; sep = "," }')
-    if [ -n "$titled" ]; then
-      ps -o pid=,comm= -p "$titled" 2>/dev/null | while read -r pid comm; do
-        echo "p$pid"
-        echo "e$comm"
-      done
+    if [ -n "$titled" ] && have lsof; then
+      lsof -a -d txt -Fn -p "$titled" 2>/dev/null |
+        awk '/^p/ { pid = substr($0, 2); seen = 0; next }
+             /^n/ && !seen { print "p" pid; print "e" substr($0, 2); seen = 1 }'
     fi
     cwds=
     if have lsof; then

@@ -105,6 +105,50 @@ def take(repo: Path | str, git_dir: Path | None = None) -> Inventory:
     return inv
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """One path of a whole directory as a user could see it: kind, mode, bytes, mtime."""
+
+    kind: str
+    mode: int
+    data: bytes
+    mtime_ns: int
+
+
+def disk(*roots: Path | str) -> dict[str, Stamp]:
+    """Everything under ``roots``, git directories included (``FETCH_HEAD``, refs, loose
+    objects, lock files): each path's kind, mode, bytes (a symlink's target) and mtime, for
+    directories too (a file made and removed again shows in its directory's mtime). What a plan
+    must leave exactly as it found it; compare two with ``disk_changes``."""
+    found: dict[str, Stamp] = {}
+    for root in map(Path, roots):
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in [*dirnames, *filenames]:
+                path = Path(dirpath) / name
+                try:
+                    entry, st = _entry(path), path.lstat()
+                except FileNotFoundError:  # went while walking: the next walk tells
+                    continue
+                found[str(path)] = Stamp(entry.kind, entry.mode, entry.data, st.st_mtime_ns)
+    return found
+
+
+def disk_changes(before: dict[str, Stamp], after: dict[str, Stamp]) -> list[str]:
+    """Every difference between two ``disk`` inventories, one line each (empty: none)."""
+    changes = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if new is None:
+            changes.append(f"gone {path}")
+        elif old is None:
+            changes.append(f"new {new.kind} {path}")
+        elif old != new:
+            what = [n for n in ("kind", "mode", "data", "mtime_ns")
+                    if getattr(old, n) != getattr(new, n)]
+            changes.append(f"changed {path}: {', '.join(what)}")
+    return changes
+
+
 def backup_files(repo: Path | str, commit: str) -> dict[str, tuple[str, bytes]]:
     """The paths of a backup commit (its tree, and the staged tree of its second parent) with
     mode and bytes, read from ``repo`` (an origin or the host's repository)."""

@@ -396,4 +396,4 @@ def test_recall_refuses_to_delete_nested_repos_and_ignored_files_no_backup_holds
         ("recall", "refused"), ("recall.stop", "ok"), ("recall.remove", "ok")]
     removed = next(e for e in entries if e["action"] == "recall.remove")
     assert removed["before"]["nested"] == ["vendor/lib"] and removed["before"]["ignored"] == 1
-    assert removed["discarded"] == {"ignored": True, "nested": True}
+    assert removed["discarded"] == {"ignored": True, "nested": True, "unkept": False}

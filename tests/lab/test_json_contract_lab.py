@@ -145,7 +145,7 @@ def test_issues_dispatch_runs_and_audit_json(dispatch_fleet: tuple[Path, LabHost
     backup = cli("phase0", "backup", "--json", "--apply", "--yes", "--no-push", *fleet,
                  state=tmp_path, code=None)
     validate("phase0-backup", backup)
-    audit = cli("audit", "--json", state=tmp_path)
+    audit = cli("audit", "--json", *fleet, state=tmp_path)
     validate("audit", audit)
     assert audit["entries"], "dispatch --apply and backup --apply record what they did"
     recall = cli("recall", "41", "--json", *fleet, state=tmp_path, code=None)

@@ -102,11 +102,13 @@ def _build(lab: Lab, tmp: Path, kind: str, suffix: str = "") -> Platform:
     outside = host.home / ("homebrew" if kind == "mac" else ".npm-global")
     layout = forms.Layout(host.home, "/root", outside, prefix)
     env = {"HOME": "/root", "USER": "root", "LANG": "C.UTF-8"}
-    # macOS's ps shows argv as exec'd, not a rewritten title (claude-code#61856); the stand-in
-    # reads Linux's rewritten cmdline, so titled forms are left to the Linux-kernel platforms.
-    skip = ("native-title", "npm-bin-title", "decoy-version-binary",
-            "decoy-version-node") if kind == "mac" else ()
-    _spawn_forms(p, layout, uid=None, env=env, skip=skip)
+    _spawn_forms(p, layout, uid=None, env=env)
+    if kind == "mac":
+        # Not seen on macOS (docs/platforms.md): node under a title rewritten to a bare version.
+        # Its script was in the argv the title overwrote, `$_` is in an environment macOS's ps
+        # stops reading at that argv's run of NULs, and there is no /proc. (Real Claude Code
+        # never runs so: its cli.js titles itself `claude`, the npm-bin-named form.)
+        p.agents["npm-bin-title"] = None
     return p
 
 

@@ -133,7 +133,13 @@ def test_a_busybox_line_without_etime_waits_for_proc() -> None:
     ("2.1.37", "/home/u/.local/share/claude/versions/2.1.37", None, "claude"),
     ("2.1.37 --resume", "/root/.local/share/claude/versions/2.1.37 (deleted)", None, "claude"),
     ("2.1.37", "/usr/bin/node", "/usr/local/bin/claude", "claude"),
-    ("2.1.37", "claude", None, "claude"),  # macOS: comm is argv[0] as exec'd
+    ("2.1.37", "claude", None, "claude"),
+    # macOS: lsof's first program text file (docs/platforms.md); npm's native build; node under
+    # a version title, whose script and $_ macOS cannot show: not seen
+    ("2.1.37", "/Users/me/.local/share/claude/versions/2.1.37", None, "claude"),
+    ("2.1.140", "/opt/homebrew/lib/node_modules/@anthropic-ai/claude-code/bin/claude.exe", None,
+     "claude"),
+    ("2.1.37", "/opt/homebrew/bin/node", None, None),
     ("2.1.37", "/usr/bin/node", "/srv/app/server.js", None),
     ("2.1.37", "/usr/bin/node", None, None),
     ("2.1.37", "/usr/bin/python3", None, None),

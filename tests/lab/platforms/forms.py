@@ -9,7 +9,10 @@ Each form is a real process started the way the real install starts it, so the k
 - npm's global layout under a real node: ``bin/claude`` -> ``../lib/node_modules/@anthropic-ai/
   claude-code/cli.js`` with ``#!/usr/bin/env node`` (so the kernel and env make it
   ``node …/bin/claude``, as under Homebrew's node or Termux's), the same with ``process.title``
-  set to the version, ``cli.js`` started directly, npx's cache link, bun, ``deno run npm:…``;
+  set to ``claude`` as the real cli.js does (2.1.37 … 2.1.112, the last one npm shipped, end
+  their start-up with ``process.title="claude"``; libuv overwrites argv with it), and, a harder
+  case no release does, set to the version; ``cli.js`` started directly, npx's cache link, bun,
+  ``deno run npm:…``;
 - codex: the native binary, and npm's ``bin/codex.js`` wrapper that spawns the platform binary
   as its child (one session, two processes);
 - decoys with a bare version as title whose executable is not an agent.
@@ -30,8 +33,9 @@ HERE = Path(__file__).resolve().parent
 VERSION = "2.1.37"
 
 CLI_JS = """#!/usr/bin/env node
-// Stand-in for @anthropic-ai/claude-code/cli.js: idles; with MIYABI_TITLE it renames itself to
-// its version as Claude Code >= 2.1 does (process.title: /proc/PID/cmdline and comm on Linux).
+// Stand-in for @anthropic-ai/claude-code/cli.js: idles; with MIYABI_TITLE it renames itself
+// (process.title, which overwrites argv: /proc/PID/cmdline and comm on Linux, what ps reads on
+// macOS), as the real one does with "claude".
 if (process.env.MIYABI_TITLE) process.title = process.env.MIYABI_TITLE;
 setInterval(() => {}, 1 << 30);
 """
@@ -150,6 +154,8 @@ def forms(layout: Layout) -> list[Form]:
         Form("native-bg-spare", (f"{h}/.local/share/claude/versions/{VERSION}", "--bg-spare",
                                  "/tmp/cc-daemon-0/spare/1.claim.sock"), None),
         Form("npm-bin", ("claude", "--continue"), "claude", via_bash=True, npm=True),
+        Form("npm-bin-named", ("claude",), "claude", {"MIYABI_TITLE": "claude"}, via_bash=True,
+             npm=True),
         Form("npm-bin-title", ("claude",), "claude", t, via_bash=True, npm=True),
         Form("npm-cli", (f"{p}/bin/node", cli, "--resume"), "claude"),
         Form("npx", (f"{p}/bin/node", f"{h}/.npm/_npx/6a9f5b5e1e8c4f1d/node_modules/.bin/claude"),

@@ -71,6 +71,15 @@ class Proc:
         except OSError:
             return None
 
+    def exec_name(self) -> str:
+        """The kernel's p_comm on Darwin: the name of the file exec'd (symlinks followed), at most
+        MAXCOMLEN (16) bytes, set by exec and changed by nothing else (claude-code#87199: `ps -o
+        ucomm` shows the installer's file name, 2.1.233). Linux's comm follows prctl instead."""
+        try:
+            return os.path.basename(os.readlink(f"{PROC}/{self.pid}/exe"))[:16]
+        except OSError:
+            return self.comm
+
 
 def _all(boot: float) -> list[Proc]:
     procs = []
@@ -145,7 +154,7 @@ KEYWORDS = {
                                                        time.localtime(p.start))),
     "tty": ("TTY", "l", _tty),
     "comm": ("COMM", "l", _comm),
-    "ucomm": ("UCOMM", "l", lambda p: p.comm),
+    "ucomm": ("UCOMM", "l", lambda p: p.exec_name()),
     "args": ("ARGS", "l", _args),
     "command": ("COMMAND", "l", _args),
 }
@@ -311,11 +320,32 @@ def vm_stat(args: list[str]) -> int:
     return 0
 
 
-# -- lsof 4.91 (-F: p and f always selected) -------------------------------------------------------
+# -- lsof 4.91 (-F: p and f always selected; lsof-org/lsof lib/dialects/darwin/dproc.c) ---------
+
+def _text_files(pid: int) -> list[str]:
+    """What lsof lists as a process's ``txt`` files on Darwin (dproc.c process_text): the files
+    behind its memory regions, walked in address order (PROC_PIDREGIONPATHINFO from address 0),
+    each vnode once (enter_vn_text) — so the program's own text comes first. Read from the
+    stand-in's maps (the same regions, in the same order)."""
+    names, seen = [], set()
+    try:
+        maps = _read(f"{PROC}/{pid}/maps")
+    except OSError:
+        return []
+    for line in maps.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) < 6 or not fields[5].startswith("/"):
+            continue  # anonymous memory, [stack], [vdso]: no vnode, no path
+        vnode = (fields[3], fields[4])
+        if vnode not in seen:
+            seen.add(vnode)
+            names.append(fields[5].removesuffix(" (deleted)"))
+    return names
+
 
 def lsof(args: list[str]) -> int:
     pids: list[int] = []
-    descriptors = None
+    descriptors: list[str] = []
     fields = ""
     i = 0
     while i < len(args):
@@ -326,25 +356,34 @@ def lsof(args: list[str]) -> int:
             if arg == "-p":
                 pids += [int(x) for x in value.split(",") if x]
             else:
-                descriptors = value
+                descriptors += value.split(",")
         elif arg.startswith("-F"):
             fields = arg[2:]
         elif arg != "-a":
             sys.stderr.write(f"lsof: the lab's stand-in does not do {arg}\n")
             return 1
         i += 1
-    if descriptors != "cwd" or "n" not in fields or not pids:
-        sys.stderr.write("lsof: the lab's stand-in does only -a -d cwd -Fn -p PIDS\n")
+    if not descriptors or set(descriptors) - {"cwd", "txt"} or "n" not in fields or not pids:
+        sys.stderr.write("lsof: the lab's stand-in does only -a -d cwd,txt -Fn -p PIDS\n")
         return 1
     boot = _boot()
     missing = False
     for pid in pids:
         proc = Proc.read(pid, boot)
-        cwd = proc.cwd() if proc else None
-        if cwd is None:
+        if proc is None:
             missing = True
             continue
-        sys.stdout.write(f"p{pid}\nfcwd\nn{cwd}\n")
+        # gather_proc_info: the cwd, then the text files, then the descriptors.
+        found = []
+        cwd = proc.cwd()
+        if "cwd" in descriptors and cwd is not None:
+            found.append(("cwd", cwd))
+        if "txt" in descriptors:
+            found += [("txt", name) for name in _text_files(pid)]
+        if not found:
+            missing = True
+            continue
+        sys.stdout.write(f"p{pid}\n" + "".join(f"f{fd}\nn{name}\n" for fd, name in found))
     return 1 if missing else 0
 
 
