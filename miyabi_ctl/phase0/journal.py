@@ -3,8 +3,8 @@
 ``backup.sh`` writes ``start ID TIME BRANCH HEAD`` to ``miyabi-ctl.journal`` in the
 repository's git directory before a clean writes anything, ``done ID TIME`` right after, and
 ``nothing ID`` when it refused without writing. A controller stopped in between (Ctrl-C, a
-crash) leaves a clean the audit log does not know; the next apply on that host reads the
-journal and records it.
+crash) leaves a clean the audit log does not know, or knows only as ``unknown`` (the connection
+closed before its end was seen); the next apply on that host reads the journal and records it.
 """
 
 from __future__ import annotations
@@ -32,12 +32,18 @@ def reconcile_journal(host: str, path: str, journal: list[str]) -> list[dict[str
             started.pop(fields[0], None)  # refused before writing anything: already recorded
     if not started:
         return []
-    known = {e.get("journal") for e in audit.entries()}
+    cleans = [e for e in audit.entries()
+              if e.get("action") == "backup.clean" and e.get("host") == host]
+    by_id = {e["journal"]: e for e in cleans if e.get("journal")}
+    # A clean recorded `unknown` before its journal id was seen: matched by its backup branch.
+    unseen = {e.get("backup"): e for e in cleans
+              if not e.get("journal") and e.get("result") == "unknown"}
     recorded = []
     for jid, (_, when, branch, head, *_rest) in started.items():
-        if jid in known:
-            continue
         end = done.get(jid)
+        prior = by_id.get(jid) or unseen.get(branch)
+        if prior is not None and (prior.get("result") != "unknown" or end is None):
+            continue  # recorded as it ended, or as unknown and the journal knows no more
         at = dt.datetime.fromtimestamp(int(when), dt.UTC).isoformat() if when.isdigit() else when
         recorded.append(audit.record(
             host, "backup.clean", result="ok" if end else "unknown", path=path, backup=branch,

@@ -1,0 +1,157 @@
+"""Issue 18, items 1 and 4, on the byte inventory: edits hidden by skip-worktree and
+assume-unchanged (on one file and on others) are in the backup, whatever the eol settings; a
+restore after ``--clean`` works on what that clean left (core.autocrlf's stat-only changes,
+embedded repositories) and puts back every byte, the staged versions and the index's flags
+(skip-worktree, assume-unchanged, intent-to-add); recall keeps such an edit too."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.lab import inventory, nasty
+from tests.lab.harness import Lab
+from tests.lab.test_lossless_lab import LosslessP0, backup_json, recall_host
+from tests.lab.test_phase0_lab import P0, cli, git
+
+
+@pytest.fixture(scope="module")
+def p0(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> P0:
+    return LosslessP0(lab, tmp_path_factory.mktemp("flags"))
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+def same_tree(before: inventory.Inventory, repo: Path) -> list[str]:
+    """Every path's kind, mode and bytes, and the index with its flags, as before."""
+    after = inventory.take(repo)
+    found = [f"path {p!r}: {before.paths.get(p)} -> {after.paths.get(p)}"
+             for p in sorted(set(before.paths) | set(after.paths))
+             if before.paths.get(p) != after.paths.get(p)]
+    return found + inventory.index_changes(before, after)
+
+
+def flagged_edits(repo: Path) -> None:
+    """No eol rules anywhere (the snapshot trusts the index's stat cache): a committed config
+    under both flags, one under skip-worktree, one under assume-unchanged, each edited."""
+    for name in ("both.cfg", "sparse.cfg", "quiet.cfg"):
+        (repo / name).write_text(f"committed {name}\n")
+    git("add", "both.cfg", "sparse.cfg", "quiet.cfg", cwd=repo)
+    git("commit", "-qm", "configs", cwd=repo)
+    git("update-index", "--skip-worktree", "both.cfg", cwd=repo)
+    git("update-index", "--assume-unchanged", "both.cfg", cwd=repo)
+    git("update-index", "--skip-worktree", "sparse.cfg", cwd=repo)
+    git("update-index", "--assume-unchanged", "quiet.cfg", cwd=repo)
+    for name in ("both.cfg", "sparse.cfg", "quiet.cfg"):
+        (repo / name).write_text(f"local edit of {name}\n")
+
+
+def test_skip_worktree_and_assume_unchanged_edits_are_backed_up_and_their_flags_restored(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fl-plain")
+    repo = host.repo
+    flagged_edits(repo)
+    fleet = p0.fleet("fl-plain", [host])
+    before = inventory.take(repo)
+    flags = nasty.flags(repo)
+    assert flags == {"both.cfg": "s", "sparse.cfg": "S", "quiet.cfg": "h"}
+
+    plan = json.loads(cli("phase0", "backup", "--fleet", str(fleet), "--json", state=state)
+                      .stdout)["hosts"][0]
+    assert plan["action"] == "create", plan
+    assert {p["path"] for p in plan["publish"]} == {"both.cfg", "sparse.cfg", "quiet.cfg"}, plan
+
+    done = backup_json(fleet, state, "--clean")
+    assert done["rc"] == 0 and done["cleaned"], done["message"]
+    backup = inventory.backup_files(p0.origin, done["commit"])
+    for name in ("both.cfg", "sparse.cfg", "quiet.cfg"):
+        assert backup[name][1] == f"local edit of {name}\n".encode(), name
+    assert inventory.lost(before, backups=[backup]) == []
+    assert (repo / "both.cfg").read_text() == "committed both.cfg\n"
+
+    restored = cli("phase0", "restore", "fl-plain", done["branch"], "--fleet", str(fleet),
+                   state=state)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "index's flags" in restored.stdout, restored.stdout
+    assert same_tree(before, repo) == []
+    assert nasty.flags(repo) == flags
+
+
+def test_restore_after_clean_of_a_nasty_autocrlf_tree_puts_back_every_byte_and_flag(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fl-nasty")
+    repo = host.repo
+    nasty.nasty_tree(repo)
+    fleet = p0.fleet("fl-nasty", [host])
+    before = inventory.take(repo)
+    flags = nasty.flags(repo)
+    assert flags == {"both.cfg": "s", "sparse.cfg": "S", "quiet.cfg": "h",
+                     "planned.txt": "+ita"}, flags
+
+    done = backup_json(fleet, state, "--clean")
+    assert done["rc"] == 0 and done["cleaned"], done["message"]
+    backup = inventory.backup_files(p0.origin, done["commit"])
+    assert inventory.lost(before, backups=[backup]) == []
+    # What the clean left is HEAD, as git sees it: no stat-only "modified" file (under
+    # core.autocrlf a file written with CRLF has another size than the index remembers).
+    status = git("status", "--porcelain", cwd=repo)
+    assert status == "?? vendor/\n", status  # the embedded repository, left in place
+
+    restored = cli("phase0", "restore", "fl-nasty", done["branch"], "--fleet", str(fleet),
+                   "--json", state=state)
+    doc = json.loads(restored.stdout)
+    assert restored.returncode == 0 and doc["ok"], restored.stdout + restored.stderr
+    assert doc["index_restored"] and doc["flags_restored"], doc
+    assert same_tree(before, repo) == []
+    assert nasty.flags(repo) == flags
+    # Twice is harmless: everything is there already.
+    again = cli("phase0", "restore", "fl-nasty", done["branch"], "--fleet", str(fleet),
+                "--json", state=state)
+    assert json.loads(again.stdout)["ok"], again.stdout
+    assert same_tree(before, repo) == []
+
+
+def test_restore_names_other_work_where_the_backup_goes_and_writes_nothing(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fl-taken")
+    repo = host.repo
+    nasty.nasty_tree(repo)
+    fleet = p0.fleet("fl-taken", [host])
+    done = backup_json(fleet, state, "--clean")
+    assert done["rc"] == 0 and done["cleaned"], done["message"]
+    # Since the clean: a new edit of a file the backup changed, an untracked file where the
+    # backup adds one, and an ignored one at another such path.
+    (repo / "t.crlf").write_bytes(b"newer work\r\n")
+    (repo / "mixed.txt").write_text("someone else's\n")
+    (repo / "odd").mkdir(exist_ok=True)
+    with (repo / ".git" / "info" / "exclude").open("a") as fh:
+        fh.write("tool.sh\n")
+    (repo / "tool.sh").write_text("ignored, and mine\n")
+    before = inventory.take(repo)
+    refused = cli("phase0", "restore", "fl-taken", done["branch"], "--fleet", str(fleet),
+                  state=state)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    for name in ("t.crlf", "mixed.txt", "tool.sh"):
+        assert name in refused.stdout, refused.stdout
+    assert inventory.changes(before, inventory.take(repo)) == []
+
+
+def test_recall_keeps_an_edit_hidden_by_skip_worktree(lab: Lab, tmp_path: Path) -> None:
+    host, fleet, wt = recall_host(lab, tmp_path, "fl-recall", 9311)
+    host.sh(f"cd {wt} && git update-index --skip-worktree README.md"
+            " && git update-index --assume-unchanged README.md"
+            " && echo 'my local readme' >README.md")
+    proc = cli("recall", "9311", "--apply", "--yes", "--fleet", str(fleet), state=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    branch = re.search(r"origin/(backup/issue-9311-[0-9-]+\d)", proc.stdout)
+    assert branch, proc.stdout
+    saved = host.sh(f"git --git-dir {lab.origin} show {branch.group(1)}:README.md", check=False)
+    assert saved.stdout == "my local readme\n", saved.stdout + saved.stderr
