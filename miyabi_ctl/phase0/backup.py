@@ -114,6 +114,12 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
     if snap.tree == snap.head_tree and staged is None:  # flags alone are no work
         plan.action, plan.reason = "clean", "no uncommitted work"
         return plan
+    if (staged is None and snap.added == snap.new_gitlinks > 0 and not snap.modified
+            and not snap.deleted):
+        # Only embedded repositories (what --clean leaves, a worktree nested in the tree): a
+        # backup would hold nothing but their commit ids, which they hold themselves.
+        plan.action, plan.reason = "clean", "no uncommitted work besides embedded repositories"
+        return plan
     pattern = branch_pattern(label, worktree)
     ours = [r for r in snap.refs if pattern.match(r.branch)]
     local = {r.branch: r for r in ours if r.ref.startswith("refs/heads/")}

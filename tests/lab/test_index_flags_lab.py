@@ -32,7 +32,7 @@ def state(tmp_path: Path) -> Path:
 
 def same_tree(before: inventory.Inventory, repo: Path) -> list[str]:
     """Every path's kind, mode and bytes, and the index with its flags, as before."""
-    after = inventory.take(repo)
+    after = inventory.take(repo, before.git_dir)
     found = [f"path {p!r}: {before.paths.get(p)} -> {after.paths.get(p)}"
              for p in sorted(set(before.paths) | set(after.paths))
              if before.paths.get(p) != after.paths.get(p)]
