@@ -95,7 +95,12 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
            json_out: Json = False, timeout: Timeout = None,
            forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """Snapshot uncommitted work onto backup/<host>-<date> without touching the tree; push; verify."""
-    from miyabi_ctl.phase0.backups import apply_backups, backups_exit_code, plan_backups
+    from miyabi_ctl.phase0.backups import (
+        apply_backups,
+        backups_exit_code,
+        plan_backups,
+        plans_refuse,
+    )
     from miyabi_ctl.phase0.render import backup_table
 
     _inv, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
@@ -110,7 +115,7 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
             outcome_json=lambda out: {"hosts": [o.to_json() for o in out.values()]},
             show_outcome=lambda out: show(console, backup_table(plans, out, plain=_plain())),
             exit_code=backups_exit_code,
-            refuses=any(p.action == "refuse" for p in plans),
+            refuses=plans_refuse(plans, clean=clean),
         ), apply=apply, yes=yes, json_out=json_out)
 
 

@@ -110,6 +110,13 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
     flagged = publish_note(snap.publish, snap.remote)
     if flagged:
         plan.notes.append(flagged)
+    if snap.clean_way:
+        plan.clean_refusal = ("cleaning would write HEAD's files over what no backup holds "
+                              f"(ignored or in the way): {' '.join(snap.clean_way)} - move them "
+                              "away first")
+    elif snap.index_lock:
+        plan.clean_refusal = (f"{snap.index_lock} exists: another git is running here, or one "
+                              "crashed (remove the file if no git is running)")
     staged = snap.index_tree if snap.index_tree != snap.head_tree else None
     if snap.tree == snap.head_tree and staged is None:  # flags alone are no work
         plan.action, plan.reason = "clean", "no uncommitted work"
@@ -220,7 +227,8 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     _check_label(label, remote)
     _check_excludes(exclude)
     snap = _snapshot(host, path, label, remote, write=True, exclude=exclude, worktree=worktree)
-    reconcile_journal(host.name, path, snap.journal)
+    if worktree is None:  # cleans (and their journal) are the main tree's
+        reconcile_journal(host.name, path, snap.journal)
     plan = decide_backup(host.name, path, label, snap, today or dt.date.today(), worktree)
     outcome = BackupOutcome(branch=plan.branch, commit=None, created=False, pushed=False,
                             verified=False, message=plan.reason, action=plan.action,

@@ -99,6 +99,11 @@ facts() {
     fail "cannot snapshot the working tree: $(no_space)${why:-$(tail -n 1 "$tmp/add.err" 2>/dev/null)}"
   fi
   say tree "$tree"
+  # What --clean would refuse here, for the plan to say: files in the way of HEAD's that no
+  # backup holds (as the clean checks them), a git that runs or crashed.
+  in_the_way "$tree" "$head" | head -n 10 | while IFS= read -r p; do say clean_way "$p"; done
+  lock=$(git rev-parse --git-path index.lock)
+  [ -e "$lock" ] && say index_lock "$lock"
   ftree=$(flags_tree) || fail "cannot record the index's flags: $(no_space)"
   say flags_tree "$ftree"
   unkept

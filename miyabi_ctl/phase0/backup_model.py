@@ -37,6 +37,7 @@ class BackupPlan:
     recreate_from: str | None = None
     worktree: str | None = None
     worktrees: list[BackupPlan] = field(default_factory=list)
+    clean_refusal: str | None = None  # why --clean would refuse here, foreseen by the plan
 
     @property
     def where(self) -> str:
@@ -62,6 +63,7 @@ class BackupPlan:
                         for size, name in s.publish] if s else [],
             "worktree": self.worktree,
             "worktrees": [w.to_json() for w in self.worktrees],
+            "clean_refusal": self.clean_refusal,
         }
 
     def _staged_tree(self) -> str | None:

@@ -43,9 +43,18 @@ def plan_backups(fleet: Fleet, today: dt.date | None = None, exclude: Sequence[s
     plans = [o.value if o.value else BackupPlan(o.host, "", o.host, "refuse", reason=str(o.error))
              for o in outcomes]
     for plan in plans:
+        if clean and plan.action in ("create", "exists") and plan.clean_refusal:
+            plan.notes.append(f"--clean will refuse: {plan.clean_refusal}")
         if clean and any(w.action in ("create", "exists") for w in plan.worktrees):
             plan.notes.append(LINKED_NOT_CLEANED)
     return plans
+
+
+def plans_refuse(plans: list[BackupPlan], *, clean: bool) -> bool:
+    """Some part of the plans refuses (plan only: exit 1): a backup, or a clean it foresees."""
+    return any(p.action == "refuse" or (clean and p.action in ("create", "exists")
+                                        and p.clean_refusal)
+               for p in every_plan(plans))
 
 
 def every_plan(plans: list[BackupPlan]) -> Iterator[BackupPlan]:
@@ -107,7 +116,7 @@ def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: b
     def one(host: Host) -> BackupOutcome:
         plan = by_host[host.name]
         path = _repo(fleet, host)
-        if plan.snapshot and plan.snapshot.journal:
+        if plan.snapshot is not None and not plan.snapshot.norepo:
             reconcile_journal(host.name, path, plan.snapshot.journal)
         if all(p.action in ("clean", "norepo", "missing", "refuse") for p in every_plan([plan])):
             out = _skipped(plan, path)

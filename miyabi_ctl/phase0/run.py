@@ -15,7 +15,12 @@ from miyabi_ctl import audit
 from miyabi_ctl.errors import ExitCode
 from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.phase0.backup_model import BackupOutcome, BackupPlan
-from miyabi_ctl.phase0.backups import apply_backups, backups_exit_code, plan_backups
+from miyabi_ctl.phase0.backups import (
+    apply_backups,
+    backups_exit_code,
+    plan_backups,
+    plans_refuse,
+)
 from miyabi_ctl.phase0.merge import MergeOutcome, MergePlan, apply_merge, plan_merge
 from miyabi_ctl.phase0.prune import (
     PrunePlan,
@@ -35,11 +40,12 @@ class RunPlan:
     merge: MergePlan | None
     notes: list[str] = field(default_factory=list)
     exclude: tuple[str, ...] = ()  # --exclude: kept out of the backups, left alone by --clean
+    clean: bool = False
 
     @property
     def refuses(self) -> bool:
         """Some step of the plan refuses (plan only: exit 1)."""
-        return (any(b.action == "refuse" for b in self.backups)
+        return (plans_refuse(self.backups, clean=self.clean)
                 or any(p.error for p in self.prunes or [])
                 or (self.merge is not None and self.merge.action == "refuse"))
 
@@ -95,7 +101,7 @@ def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: b
         merge = plan_merge(fleet, from_=from_, into=into, cleaned=saved if clean else frozenset())
     else:
         notes.append("merge: no --from and no repo.feature in fleet.yaml, nothing is merged")
-    return RunPlan(backups, prunes, merge, notes, exclude)
+    return RunPlan(backups, prunes, merge, notes, exclude, clean)
 
 
 def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: float,

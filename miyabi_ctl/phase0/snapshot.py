@@ -50,6 +50,8 @@ class Snapshot:
     lfs: int = 0  # of those, files git-lfs tracks: saved as plain blobs
     modes: list[str] = field(default_factory=list)  # "0600 PATH": kept in the commit message
     journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
+    clean_way: list[str] = field(default_factory=list)  # what a clean would write HEAD's over
+    index_lock: str | None = None  # index.lock exists: a clean would refuse
     refuse: str | None = None
     norepo: str | None = None
 
@@ -89,8 +91,10 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
             snap.publish.append((int(size) if size.isdigit() else -1, name))
         elif key == "journal":
             snap.journal.append(value)
+        elif key == "clean_way":
+            snap.clean_way.append(value)
         elif key in ("top", "remote", "head", "branch", "tree", "head_tree", "index_tree",
-                     "flags_tree", "refuse", "norepo", "worktree", "missing"):
+                     "flags_tree", "refuse", "norepo", "worktree", "missing", "index_lock"):
             setattr(snap, key, value or None)
         elif key == "locked":
             snap.locked = value.strip()

@@ -188,16 +188,8 @@ flags_tree() {
   GIT_INDEX_FILE=$tmp/flags-index W write_tree G
 }
 
-# Words for a failure that may come from a full disk: `no space left on the device of DIR: `
-# when the object directory's or the temporary directory's file system has no space left.
-no_space() {
-  for d in "$objects" "$tmp"; do
-    [ -n "$d" ] || continue
-    free=$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 { print $4 }')
-    [ "$free" = 0 ] && { printf 'no space left on the device of %s: ' "$d"; return 0; }
-  done
-  return 0
-}
+# Words for a failure a full disk may explain: the objects' or the temporary directory's.
+no_space() { no_space_on "$objects" "$tmp"; }
 
 # The permission bits of a file, in octal (git keeps only 0644 and 0755).
 perm_of() {

@@ -89,3 +89,14 @@ sweep_tmp() {
     [ "$p" = "$$" ] || kill -0 "$p" 2>/dev/null || rm -rf "$d"
   done
 }
+
+# `no space left on the device of DIR: ` for the first DIR whose file system has no space left
+# (df's available blocks: 0); nothing otherwise. Words for a failure a full disk may explain.
+no_space_on() {
+  for d do
+    [ -n "$d" ] || continue
+    [ "$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 { print $4 }')" = 0 ] &&
+      { printf 'no space left on the device of %s: ' "$d"; return 0; }
+  done
+  return 0
+}

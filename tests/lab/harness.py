@@ -701,6 +701,13 @@ class LabHost:
                 self._proc.kill()
                 self._proc.wait()
 
+    def restart(self) -> None:
+        """Start a killed host again: the same address, keys, home and repository (its disk
+        outlives it, as a machine's does a power cut)."""
+        self.kill()
+        self.init_pid = 0
+        self._start()
+
     def alive(self) -> bool:
         """True while the namespace init (and so the host) is running."""
         return self._proc is not None and self._proc.poll() is None

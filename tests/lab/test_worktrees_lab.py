@@ -17,6 +17,7 @@ from miyabi_ctl.names import check_branch
 from tests.lab import inventory
 from tests.lab.harness import Lab, LabHost
 from tests.lab.test_index_flags_lab import same_tree
+from tests.lab.test_json_contract_lab import validate
 from tests.lab.test_lossless_lab import LosslessP0
 from tests.lab.test_phase0_lab import P0, cli, git
 
@@ -81,6 +82,7 @@ def test_backup_covers_every_worktree_each_on_its_own_branch(p0: P0, state: Path
     befores = {"main": inventory.take(host.repo), **{n: take(host, n) for n in linked(host)}}
 
     status = json.loads(cli("status", "--json", "--fleet", str(fleet), state=state).stdout)
+    validate("status", status)
     listed = {w["name"]: w for w in status["hosts"][0]["repo"]["worktree_list"]}
     assert {n: w["uncommitted"] for n, w in listed.items()} == {
         "wt-feature": 4, "wt-detached": 2, "wt-locked": 2, "wt-moved": None, "wt-gone": None,
@@ -90,8 +92,10 @@ def test_backup_covers_every_worktree_each_on_its_own_branch(p0: P0, state: Path
     assert listed["wt-moved"]["missing"] and listed["wt-gone"]["missing"]
     assert status["hosts"][0]["repo"]["uncommitted"] == 2  # main-work.txt and .worktrees/
 
-    plan = json.loads(cli("phase0", "backup", "--clean", "--fleet", str(fleet), "--json",
-                          state=state).stdout)["hosts"][0]
+    plan_doc = json.loads(cli("phase0", "backup", "--clean", "--fleet", str(fleet), "--json",
+                              state=state).stdout)
+    validate("phase0-backup", plan_doc)
+    plan = plan_doc["hosts"][0]
     # The plan changes nothing, in any of the worktrees (mtimes and .git included).
     for name, before in befores.items():
         now = inventory.take(host.repo) if name == "main" else take(host, name)
@@ -111,6 +115,7 @@ def test_backup_covers_every_worktree_each_on_its_own_branch(p0: P0, state: Path
                "--json", state=state)
     doc = json.loads(done.stdout)
     assert done.returncode == 0 and doc["ok"], done.stdout + done.stderr
+    validate("phase0-backup", doc)
     out = doc["hosts"][0]
     assert out["cleaned"], out["message"]
     outs = {w["worktree"]: w for w in out["worktrees"]}
@@ -140,5 +145,6 @@ def test_backup_covers_every_worktree_each_on_its_own_branch(p0: P0, state: Path
     restored = cli("phase0", "restore", "wt-many", outs["wt-feature"]["branch"], "--fleet",
                    str(fleet), "--json", state=state)
     rdoc = json.loads(restored.stdout)
+    validate("phase0-restore", rdoc)
     assert rdoc["ok"] and rdoc["worktree"] == "wt-feature", restored.stdout + restored.stderr
     assert same_tree(befores["wt-feature"], feature) == []
