@@ -3,7 +3,8 @@ must carry or leave alone, built in a lab host's repository from outside (same b
 
 ``nasty_tree(repo)`` commits a base (CRLF rules, configs, a symlink, an executable, odd names) and
 then leaves uncommitted: ``core.autocrlf``, skip-worktree and assume-unchanged on one file and
-on two others (each edited), an intent-to-add file, a staged and a different unstaged change, a
+on two others (each edited), a skip-worktree file absent from disk (sparse), an intent-to-add
+file, a staged and a different unstaged change, a
 deleted file, untracked files with unicode and newline names, a 0600 key, an untracked symlink,
 an embedded repository with a commit, ignored files, empty directories and a FIFO.
 """
@@ -17,50 +18,58 @@ from tests.lab.harness import GIT_ENV
 from tests.lab.inventory import git as inv_git
 
 
-def git(repo: Path | str, *args: str) -> str:
+def git(repo: Path | str, *args: str, git_dir: Path | None = None) -> str:
+    """git in ``repo`` (``git_dir``: a linked worktree's, whose .git file names a path as seen
+    inside a lab host)."""
     import subprocess
 
+    env = {**os.environ, **GIT_ENV}
+    if git_dir is not None:
+        env.update(GIT_DIR=str(git_dir), GIT_WORK_TREE=str(repo))
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          check=True, env={**os.environ, **GIT_ENV}).stdout
+                          check=True, env=env).stdout
 
 
 ODD = ["ünïcødé-日本.txt", "new\nline.txt", "tab\there.txt", "quote's \"q\".txt", "-dash.txt",
        "$(touch pwned).txt"]
 
 
-def commit_base(repo: Path) -> None:
+def commit_base(repo: Path, git_dir: Path | None = None) -> None:
     """The committed part: eol rules, files the flags will hide, a symlink and an executable."""
     (repo / ".gitattributes").write_text("*.crlf text eol=crlf\n*.bin -text\n")
     (repo / ".gitignore").write_text("*.log\nbuild/\n")
     (repo / "both.cfg").write_text("committed both\n")
     (repo / "sparse.cfg").write_text("committed sparse\n")
     (repo / "quiet.cfg").write_text("committed quiet\n")
+    (repo / "absent.cfg").write_text("committed, not checked out (a sparse checkout)\n")
     (repo / "t.crlf").write_bytes(b"a\r\nb\r\n")
     (repo / "lf.txt").write_bytes(b"one\ntwo\n")
     (repo / "run.sh").write_text("#!/bin/sh\necho run\n")
     (repo / "run.sh").chmod(0o755)
     (repo / "gone.txt").write_text("to be deleted\n")
     os.symlink("lf.txt", repo / "link-to-lf")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "nasty base")
+    git(repo, "add", "-A", git_dir=git_dir)
+    git(repo, "commit", "-qm", "nasty base", git_dir=git_dir)
 
 
-def dirty(repo: Path) -> None:
+def dirty(repo: Path, git_dir: Path | None = None) -> None:
     """The uncommitted part, on a committed base."""
-    git(repo, "config", "core.autocrlf", "true")
+    git(repo, "config", "core.autocrlf", "true", git_dir=git_dir)
     # Flags: both on one file, one each on two others; each file edited (a local config).
-    git(repo, "update-index", "--skip-worktree", "both.cfg")
-    git(repo, "update-index", "--assume-unchanged", "both.cfg")
-    git(repo, "update-index", "--skip-worktree", "sparse.cfg")
-    git(repo, "update-index", "--assume-unchanged", "quiet.cfg")
+    git(repo, "update-index", "--skip-worktree", "both.cfg", git_dir=git_dir)
+    git(repo, "update-index", "--assume-unchanged", "both.cfg", git_dir=git_dir)
+    git(repo, "update-index", "--skip-worktree", "sparse.cfg", git_dir=git_dir)
+    git(repo, "update-index", "--assume-unchanged", "quiet.cfg", git_dir=git_dir)
+    git(repo, "update-index", "--skip-worktree", "absent.cfg", git_dir=git_dir)
+    (repo / "absent.cfg").unlink()
     (repo / "both.cfg").write_text("local edit under both flags\n")
     (repo / "sparse.cfg").write_text("local edit under skip-worktree\n")
     (repo / "quiet.cfg").write_text("local edit under assume-unchanged\n")
     (repo / "planned.txt").write_text("intent to add\n")
-    git(repo, "add", "-N", "planned.txt")
+    git(repo, "add", "-N", "planned.txt", git_dir=git_dir)
     # A staged and a different unstaged change; a deleted file; eol-sensitive edits.
     (repo / "lf.txt").write_bytes(b"staged\n")
-    git(repo, "add", "lf.txt")
+    git(repo, "add", "lf.txt", git_dir=git_dir)
     (repo / "lf.txt").write_bytes(b"unstaged\r\nmixed\n")
     (repo / "t.crlf").write_bytes(b"a\nb\r\nc\n")
     (repo / "gone.txt").unlink()
@@ -89,12 +98,13 @@ def dirty(repo: Path) -> None:
     os.mkfifo(repo / "pipe")
 
 
-def nasty_tree(repo: Path) -> None:
-    commit_base(repo)
-    dirty(repo)
+def nasty_tree(repo: Path, git_dir: Path | None = None) -> None:
+    commit_base(repo, git_dir)
+    dirty(repo, git_dir)
 
 
-FLAGGED = {"both.cfg", "sparse.cfg", "quiet.cfg"}
+FLAGS = {"both.cfg": "s", "sparse.cfg": "S", "quiet.cfg": "h", "absent.cfg": "S",
+         "planned.txt": "+ita"}
 
 
 def flags(repo: Path | str, git_dir: Path | None = None) -> dict[str, str]:

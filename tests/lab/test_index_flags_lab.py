@@ -93,8 +93,7 @@ def test_restore_after_clean_of_a_nasty_autocrlf_tree_puts_back_every_byte_and_f
     fleet = p0.fleet("fl-nasty", [host])
     before = inventory.take(repo)
     flags = nasty.flags(repo)
-    assert flags == {"both.cfg": "s", "sparse.cfg": "S", "quiet.cfg": "h",
-                     "planned.txt": "+ita"}, flags
+    assert flags == nasty.FLAGS, flags
 
     done = backup_json(fleet, state, "--clean")
     assert done["rc"] == 0 and done["cleaned"], done["message"]
@@ -155,3 +154,26 @@ def test_recall_keeps_an_edit_hidden_by_skip_worktree(lab: Lab, tmp_path: Path) 
     assert branch, proc.stdout
     saved = host.sh(f"git --git-dir {lab.origin} show {branch.group(1)}:README.md", check=False)
     assert saved.stdout == "my local readme\n", saved.stdout + saved.stderr
+
+
+def test_a_nasty_linked_worktree_is_backed_up_with_its_flags_and_left_as_it_is(
+        p0: P0, state: Path) -> None:
+    host = p0.host("fl-wt")
+    host.sh("cd /root/miyabi-private && git worktree add -q --detach /root/wt")
+    wt, git_dir = host.home / "wt", host.repo / ".git" / "worktrees" / "wt"
+
+    nasty.nasty_tree(wt, git_dir)
+    fleet = p0.fleet("fl-wt", [host])
+    before = inventory.take(wt, git_dir=git_dir)
+    assert nasty.flags(wt, git_dir) == nasty.FLAGS
+    done = json.loads(cli("phase0", "backup", "--clean", "--fleet", str(fleet), "--apply",
+                          "--yes", "--json", state=state).stdout)
+    out = done["hosts"][0]["worktrees"][0]
+    assert done["ok"] and out["worktree"] == "wt" and out["verified"], done
+    backup = inventory.backup_files(p0.origin, out["commit"])
+    assert inventory.lost(before, backups=[backup], refs_repo=host.repo) == []
+    assert {k for k in backup if k.startswith("flag:")} == {
+        "flag:skip-worktree:both.cfg", "flag:assume-unchanged:both.cfg",
+        "flag:skip-worktree:sparse.cfg", "flag:assume-unchanged:quiet.cfg",
+        "flag:sparse:absent.cfg", "flag:intent-to-add:planned.txt"}, backup.keys()
+    assert same_tree(before, wt) == []
