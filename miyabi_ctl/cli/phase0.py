@@ -125,8 +125,8 @@ def restore(host: Annotated[str, typer.Argument(metavar="HOST", help="The host t
                 metavar="REF", help="The backup branch (or commit) to restore.")],
             worktree: Annotated[str | None, typer.Option(
                 "--worktree", metavar="NAME",
-                help="Into this linked worktree (its name in .git/worktrees); default: the one "
-                     "a backup/…-wt-NAME branch names, else the main work tree.")] = None,
+                help="Into this linked worktree (its name in .git/worktrees; '' for the main "
+                     "tree); default: the one a backup/…-wt-NAME branch names, else the main tree.")] = None,
             json_out: Json = False, timeout: Timeout = None, fleet_path: FleetPath = None) -> None:
     """Put a backup's files, staged versions and index flags back (HEAD at its parent)."""
     from miyabi_ctl.phase0.restore import restore_on

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from miyabi_ctl import audit
 from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.errors import UsageError
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.names import check_branch, check_remote
 from miyabi_ctl.phase0.backup import PUSH_TIMEOUT_S
@@ -53,7 +54,8 @@ def restore_backup(host: Host, path: str, ref: str, *, remote: str | None,
     if remote:
         check_remote(remote)
     if worktree is not None and not re.fullmatch(r"[^/\0\n]+", worktree):
-        raise ValueError(f"--worktree {worktree!r} must be a worktree's name")
+        raise UsageError(f"--worktree {worktree!r} is not a worktree's name (its directory's "
+                         "name in .git/worktrees)")
     audit.ensure_writable()
     result = run_script(host, RESTORE_SCRIPT, path, "restore", remote or "", worktree or "", ref,
                         timeout=PUSH_TIMEOUT_S, end_on_timeout=True)
@@ -92,8 +94,10 @@ def restore_backup(host: Host, path: str, ref: str, *, remote: str | None,
 def restore_on(host: Host, inventory: Inventory, ref: str,
                worktree: str | None = None) -> RestoreOutcome:
     """Restore ``ref`` in the fleet's repository on ``host`` (in its linked worktree
-    ``worktree``, by default the one the branch's name says), under the host's lock."""
+    ``worktree``, by default the one the branch's name says; ``""``: the main work tree), under
+    the host's lock."""
     path = host.spec.repo_path_or(inventory.repo)
+    chosen = worktree if worktree is not None else worktree_of(ref)
     with host_lock(host, path, "phase0 restore"):
         return restore_backup(host, path, ref, remote=inventory.repo.remote,
-                              worktree=worktree if worktree is not None else worktree_of(ref))
+                              worktree=chosen or None)
