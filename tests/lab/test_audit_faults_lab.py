@@ -13,27 +13,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.lab import inventory
-from tests.lab.harness import Lab, LabHost
+from tests.lab.harness import LabHost
+from tests.lab.p0fixtures import p0_fixture, state_fixture  # noqa: F401 (fixtures p0, state)
 from tests.lab.test_json_contract_lab import validate
-from tests.lab.test_lossless_lab import LosslessP0
 from tests.lab.test_phase0_lab import P0, cli, git
 
 REPO = "/root/miyabi-private"
 
-
-@pytest.fixture(scope="module")
-def p0(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> P0:
-    return LosslessP0(lab, tmp_path_factory.mktemp("faults"))
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    path = tmp_path / "state"
-    path.mkdir()
-    return path
 
 
 def audit_log(state: Path) -> list[dict]:

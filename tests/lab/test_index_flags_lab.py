@@ -10,24 +10,11 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from tests.lab import inventory, nasty
 from tests.lab.harness import Lab
-from tests.lab.test_lossless_lab import LosslessP0, backup_json, recall_host
+from tests.lab.p0fixtures import p0_fixture, state_fixture  # noqa: F401 (fixtures p0, state)
+from tests.lab.test_lossless_lab import backup_json, recall_host
 from tests.lab.test_phase0_lab import P0, cli, git
-
-
-@pytest.fixture(scope="module")
-def p0(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> P0:
-    return LosslessP0(lab, tmp_path_factory.mktemp("flags"))
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    path = tmp_path / "state"
-    path.mkdir()
-    return path
 
 
 def same_tree(before: inventory.Inventory, repo: Path) -> list[str]:
@@ -85,18 +72,24 @@ def test_skip_worktree_and_assume_unchanged_edits_are_backed_up_and_their_flags_
     assert nasty.flags(repo) == flags
 
 
-def test_restore_after_clean_of_a_nasty_autocrlf_tree_puts_back_every_byte_and_flag(
-        p0: P0, state: Path) -> None:
-    host = p0.host("fl-nasty")
-    repo = host.repo
-    nasty.nasty_tree(repo)
-    fleet = p0.fleet("fl-nasty", [host])
-    before = inventory.take(repo)
-    flags = nasty.flags(repo)
-    assert flags == nasty.FLAGS, flags
-
+def nasty_cleaned(p0: P0, state: Path, name: str) -> tuple[Path, Path, inventory.Inventory,
+                                                           dict]:
+    """A host with the nasty tree, backed up and cleaned: its repo, fleet, the inventory before
+    and the backup's outcome."""
+    host = p0.host(name)
+    nasty.nasty_tree(host.repo)
+    fleet = p0.fleet(name, [host])
+    before = inventory.take(host.repo)
+    assert nasty.flags(host.repo) == nasty.FLAGS
     done = backup_json(fleet, state, "--clean")
     assert done["rc"] == 0 and done["cleaned"], done["message"]
+    return host.repo, fleet, before, done
+
+
+def test_restore_after_clean_of_a_nasty_autocrlf_tree_puts_back_every_byte_and_flag(
+        p0: P0, state: Path) -> None:
+    repo, fleet, before, done = nasty_cleaned(p0, state, "fl-nasty")
+    flags = nasty.FLAGS
     backup = inventory.backup_files(p0.origin, done["commit"])
     assert inventory.lost(before, backups=[backup]) == []
     # What the clean left is HEAD, as git sees it: no stat-only "modified" file (under
@@ -120,12 +113,7 @@ def test_restore_after_clean_of_a_nasty_autocrlf_tree_puts_back_every_byte_and_f
 
 def test_restore_names_other_work_where_the_backup_goes_and_writes_nothing(
         p0: P0, state: Path) -> None:
-    host = p0.host("fl-taken")
-    repo = host.repo
-    nasty.nasty_tree(repo)
-    fleet = p0.fleet("fl-taken", [host])
-    done = backup_json(fleet, state, "--clean")
-    assert done["rc"] == 0 and done["cleaned"], done["message"]
+    repo, fleet, _before, done = nasty_cleaned(p0, state, "fl-taken")
     # Since the clean: a new edit of a file the backup changed, an untracked file where the
     # backup adds one, and an ignored one at another such path.
     (repo / "t.crlf").write_bytes(b"newer work\r\n")

@@ -11,26 +11,13 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.lab import inventory, nasty
-from tests.lab.harness import Lab
-from tests.lab.test_lossless_lab import LosslessP0, backup_json
+from tests.lab.p0fixtures import p0_fixture, state_fixture  # noqa: F401 (fixtures p0, state)
+from tests.lab.test_lossless_lab import backup_json
 from tests.lab.test_phase0_lab import P0, cli
 
 REPO = "/root/miyabi-private"
 
-
-@pytest.fixture(scope="module")
-def p0(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> P0:
-    return LosslessP0(lab, tmp_path_factory.mktemp("quiet"))
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    path = tmp_path / "state"
-    path.mkdir()
-    return path
 
 
 def test_backup_prune_merge_and_run_plans_change_nothing(p0: P0, state: Path) -> None:
