@@ -9,7 +9,11 @@ lock=$dir/miyabi-ctl.lock
 case $mode in
   acquire)
     # Written whole under another name, then linked into place (atomic, fails if it exists): a
-    # lock is never an empty file, and a write that fails (a full disk) says so.
+    # lock is never an empty file, and a write that fails (a full disk) says so. Such a name a
+    # killed acquire left (its process gone) is removed.
+    for f in "$lock".[0-9]*; do
+      [ -f "$f" ] && [ -O "$f" ] && ! kill -0 "${f##*.}" 2>/dev/null && rm -f "$f"
+    done
     if ! err=$({ printf '%s\n' "$owner" >"$lock.$$"; } 2>&1); then
       rm -f "$lock.$$"
       echo "error=cannot write $lock.$$: $(no_space_on "$dir")${err:-write failed}"
