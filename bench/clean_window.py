@@ -63,10 +63,10 @@ def sh(script: str, *args: str) -> dict[str, str]:
 
 def one_clean(repo: Path, run: int) -> dict[str, float]:
     text = BACKUP_SCRIPT.text()
-    snap = sh(text, "snapshot", str(repo), "bench", "")
+    snap = sh(text, "snapshot", str(repo), "bench", "", "")
     head = git(repo, "rev-parse", "HEAD")
     started = time.monotonic()
-    out = sh(text, "commit", str(repo), "bench", "", snap["tree"], head, "",
+    out = sh(text, "commit", str(repo), "bench", "", "", snap["tree"], head, "", "",
              f"backup/bench-{run}", "1", "0", "1", f"bench {run}", "")
     total = (time.monotonic() - started) * 1000
     assert out.get("cleaned") == "1", out

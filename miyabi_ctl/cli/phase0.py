@@ -96,13 +96,18 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
            json_out: Json = False, timeout: Timeout = None,
            forks: Forks = None, fleet_path: FleetPath = None) -> None:
     """Snapshot uncommitted work onto backup/<host>-<date> without touching the tree; push; verify."""
-    from miyabi_ctl.phase0.backup import apply_backups, backups_exit_code, plan_backups
+    from miyabi_ctl.phase0.backups import (
+        apply_backups,
+        backups_exit_code,
+        plan_backups,
+        plans_refuse,
+    )
     from miyabi_ctl.phase0.render import backup_table
 
     _inv, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
     console = make_console()
     with fleet:
-        plans = plan_backups(fleet, exclude=exclude or ())
+        plans = plan_backups(fleet, exclude=exclude or (), clean=clean)
         plan_then_apply(Change(
             plan_json={"hosts": [p.to_json() for p in plans]},
             show_plan=lambda: show(console, backup_table(plans, plain=_plain())),
@@ -111,7 +116,7 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
             outcome_json=lambda out: {"hosts": [o.to_json() for o in out.values()]},
             show_outcome=lambda out: show(console, backup_table(plans, out, plain=_plain())),
             exit_code=backups_exit_code,
-            refuses=any(p.action == "refuse" for p in plans),
+            refuses=plans_refuse(plans, clean=clean),
         ), apply=apply, yes=yes, json_out=json_out)
 
 
@@ -119,13 +124,17 @@ def backup(hosts: Hosts = None, apply: Apply = False, yes: Yes = False, no_push:
 def restore(host: Annotated[str, typer.Argument(metavar="HOST", help="The host to restore on.")],
             ref: Annotated[str, typer.Argument(
                 metavar="REF", help="The backup branch (or commit) to restore.")],
+            worktree: Annotated[str | None, typer.Option(
+                "--worktree", metavar="NAME",
+                help="Into this linked worktree (its name in .git/worktrees; '' for the main "
+                     "tree); default: the one a backup/…-wt-NAME branch names, else the main tree.")] = None,
             json_out: Json = False, timeout: Timeout = None, fleet_path: FleetPath = None) -> None:
-    """Put a backup's files and staged versions back (the tree must be clean, HEAD its parent)."""
+    """Put a backup's files, staged versions and index flags back (HEAD at its parent)."""
     from miyabi_ctl.phase0.restore import restore_on
 
     inv, fleet = open_fleet(fleet_path, [host], timeout=timeout, quiet=json_out)
     with fleet:
-        out = restore_on(fleet.host(host), inv, ref)
+        out = restore_on(fleet.host(host), inv, ref, worktree)
     if json_out:
         print_json(vars(out))
     else:

@@ -7,124 +7,80 @@ with an explicit refspec, and read back from the remote to check it holds the sa
 versions that differ from HEAD are kept too, as the backup commit's second parent (as ``git
 stash`` does), so ``restore`` can put the index back as well.
 
+A linked worktree of the repository is backed up on its own branch, ``backup/<label>-<date>-wt-
+<name>`` (``-2``, ``-3`` go after the date), named by its name in ``.git/worktrees``.
+
 ``plan_backup`` builds the snapshot in a throw-away object directory and decides; ``apply_backup``
 builds it for real and runs the same decision. ``backup_tree`` is the reusable entry point
 (``recall`` calls it); callers hold the host lock. What the script saw is read in
-``snapshot.py``, the plan's words about what it publishes in ``publish.py``, and the host's
-clean journal in ``journal.py``.
+``snapshot.py``, the plan's words about what it publishes in ``publish.py``, the host's clean
+journal in ``journal.py``, and the fleet (every host, every worktree) is ``backups.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from miyabi_ctl import audit
-from miyabi_ctl.connectors.base import Host
-from miyabi_ctl.errors import HostError, exit_code_for
-from miyabi_ctl.fleet import Fleet
+from miyabi_ctl.connectors.base import Host, RunResult
+from miyabi_ctl.errors import HostError
 from miyabi_ctl.names import check_remote
+from miyabi_ctl.phase0.backup_model import BackupOutcome, BackupPlan, last_line
+from miyabi_ctl.phase0.commit_step import judge_commit, record_unseen_clean
 from miyabi_ctl.phase0.journal import reconcile_journal
-from miyabi_ctl.phase0.locks import host_lock
-from miyabi_ctl.phase0.publish import publish_flags, publish_note, unkept_note
-from miyabi_ctl.phase0.snapshot import Snapshot, parse_snapshot
+from miyabi_ctl.phase0.publish import publish_note, unkept_note
+from miyabi_ctl.phase0.snapshot import Snapshot, parse_snapshot, parse_snapshots
 from miyabi_ctl.probe.agents import AgentSession
-from miyabi_ctl.probe.look import probe_host
 from miyabi_ctl.remote import Script, key_values, run_script
+
+__all__ = ["BACKUP_SCRIPT", "BackupOutcome", "BackupPlan", "apply_backup", "backup_tree",
+           "decide_backup", "plan_backup", "plan_repository"]
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 PUSH_TIMEOUT_S = 900.0  # a first backup of a big tree is a real upload
 
-
-
-BACKUP_SCRIPT = Script("phase0", "backup.sh")
-
-
-@dataclass
-class BackupPlan:
-    """What a backup of one work tree will do, and why.
-
-    ``action``: ``create`` a new backup branch; ``exists`` (a backup branch already holds this
-    exact snapshot: create nothing, push/verify it); ``clean`` (nothing uncommitted);
-    ``norepo`` (the path is not a git work tree); ``refuse`` (see ``reason``).
-    ``recreate_from``: with ``exists``, the commit of a remote-tracking backup branch whose local
-    branch was deleted; the local branch is recreated there before the push and verification.
-    """
-
-    host: str
-    path: str
-    label: str
-    action: str
-    branch: str | None = None
-    reason: str = ""
-    notes: list[str] = field(default_factory=list)
-    snapshot: Snapshot | None = None
-    recreate_from: str | None = None
-
-    @property
-    def files(self) -> int:
-        s = self.snapshot
-        return (s.added + s.modified + s.deleted) if s else 0
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.snapshot
-        return {
-            "host": self.host, "path": self.path, "label": self.label, "action": self.action,
-            "branch": self.branch, "reason": self.reason, "notes": self.notes,
-            "recreate_from": self.recreate_from,
-            "head": s.head if s else None, "on_branch": s.branch if s else None,
-            "detached": s.detached if s else False, "tree": s.tree if s else None,
-            "staged_tree": self._staged_tree(),
-            "files": {"added": s.added, "modified": s.modified, "deleted": s.deleted} if s else None,
-            "publish": [{"path": name, "size": size, "flags": publish_flags(name, size)}
-                        for size, name in s.publish] if s else [],
-        }
-
-    def _staged_tree(self) -> str | None:
-        s = self.snapshot
-        if s is None or s.index_tree in (None, s.head_tree):
-            return None
-        return s.index_tree
-
-
-@dataclass
-class BackupOutcome:
-    """What a backup did. ``verified``: the remote (or, without push, the local) branch holds
-    exactly the snapshot's tree."""
-
-    branch: str | None
-    commit: str | None
-    created: bool
-    pushed: bool
-    verified: bool
-    message: str
-    ok: bool = True
-    cleaned: bool = False
-    action: str = ""
-    tree: str | None = None
-    plan: BackupPlan | None = None
-    error: HostError | None = field(default=None, repr=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        doc = asdict(dataclasses.replace(self, plan=None, error=None))
-        doc["plan"] = self.plan.to_json() if self.plan else None
-        doc["error"] = self.error.kind if self.error else None
-        return doc
+BACKUP_SCRIPT = Script("phase0", "backup.sh", uses=("snapshot.sh", "clean.sh"))
 
 
 # -- deciding ---------------------------------------------------------------------------------
 
-def branch_pattern(label: str) -> re.Pattern[str]:
-    return re.compile(rf"^backup/{re.escape(label)}-\d{{4}}-\d{{2}}-\d{{2}}(?:-\d+)?$")
+WORKTREE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.date) -> BackupPlan:
+def worktree_label(name: str) -> str:
+    """A linked worktree's name as a branch name's part: git makes names ref-safe since 2.28
+    (``issue-12``); older or hand-made ones have what they cannot hold turned into ``_``."""
+    if WORKTREE_NAME_RE.match(name) and ".." not in name and not name.endswith((".", ".lock")):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-").replace("..", "_")
+    return (cleaned.removesuffix(".lock") or "_")[:63]
+
+
+def branch_pattern(label: str, worktree: str | None = None) -> re.Pattern[str]:
+    tail = "" if worktree is None else f"-wt-{re.escape(worktree_label(worktree))}"
+    return re.compile(rf"^backup/{re.escape(label)}-\d{{4}}-\d{{2}}-\d{{2}}(?:-\d+)?{tail}$")
+
+
+def branch_name(label: str, today: dt.date, n: int = 1, worktree: str | None = None) -> str:
+    """``backup/majin-2025-11-26``, ``…-2``; a linked worktree's ``…-2-wt-issue-12``."""
+    name = f"backup/{label}-{today:%Y-%m-%d}" + (f"-{n}" if n > 1 else "")
+    return name if worktree is None else f"{name}-wt-{worktree_label(worktree)}"
+
+
+def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.date,
+                  worktree: str | None = None) -> BackupPlan:
     """The one decision used by plan and apply: refuse, nothing to do, reuse, or a new branch."""
-    plan = BackupPlan(host=host, path=path, label=label, action="refuse", snapshot=snap)
+    plan = BackupPlan(host=host, path=path, label=label, action="refuse", snapshot=snap,
+                      worktree=worktree)
+    if snap.locked is not None:
+        plan.notes.append("locked" + (f" ({snap.locked})" if snap.locked else ""))
+    if snap.missing:
+        plan.action = "missing"
+        plan.reason = (f"its directory {snap.missing} is gone (moved, deleted or not mounted; "
+                       "git worktree repair, after a move): nothing there to back up")
+        return plan
     if snap.norepo:
         plan.action, plan.reason = "norepo", snap.norepo
         return plan
@@ -154,16 +110,32 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
     flagged = publish_note(snap.publish, snap.remote)
     if flagged:
         plan.notes.append(flagged)
+    if snap.clean_way:
+        plan.clean_refusal = ("cleaning would write HEAD's files over what no backup holds "
+                              f"(ignored or in the way): {' '.join(snap.clean_way)} - move them "
+                              "away first")
+    elif snap.index_lock:
+        plan.clean_refusal = (f"{snap.index_lock} exists: another git is running here, or one "
+                              "crashed (remove the file if no git is running)")
     staged = snap.index_tree if snap.index_tree != snap.head_tree else None
-    if snap.tree == snap.head_tree and staged is None:
+    if snap.tree == snap.head_tree and staged is None:  # flags alone are no work
         plan.action, plan.reason = "clean", "no uncommitted work"
         return plan
-    pattern = branch_pattern(label)
+    if (staged is None and snap.added == snap.new_gitlinks > 0 and not snap.modified
+            and not snap.deleted):
+        # Only embedded repositories (what --clean leaves, a worktree nested in the tree): a
+        # backup would hold nothing but their commit ids, which they hold themselves.
+        plan.action, plan.reason = "clean", "no uncommitted work besides embedded repositories"
+        return plan
+    pattern = branch_pattern(label, worktree)
     ours = [r for r in snap.refs if pattern.match(r.branch)]
     local = {r.branch: r for r in ours if r.ref.startswith("refs/heads/")}
+    # The index's flags need the second parent: a backup that has them holds HEAD's tree there.
+    index = staged or (snap.head_tree if snap.flags_tree else None)
     # A remote-tracking copy counts only when its local branch is gone (it is then recreated);
     # a local branch of that name holding something else makes the name unusable.
-    same = next((r for r in ours if r.tree == snap.tree and r.index_tree == staged
+    same = next((r for r in ours if r.tree == snap.tree and r.index_tree == index
+                 and r.flags_tree == snap.flags_tree
                  and (r.ref.startswith("refs/heads/") or r.branch not in local)), None)
     if same is not None:
         plan.action, plan.branch = "exists", same.branch
@@ -174,14 +146,13 @@ def decide_backup(host: str, path: str, label: str, snap: Snapshot, today: dt.da
                               f"{same.ref.removeprefix('refs/remotes/')}")
         return plan
     taken = {r.branch for r in ours}
-    base = f"backup/{label}-{today:%Y-%m-%d}"
-    name, n = base, 1
-    while name in taken:
+    n = 1
+    while branch_name(label, today, n, worktree) in taken:
         n += 1
-        name = f"{base}-{n}"
-    plan.action, plan.branch = "create", name
+    plan.action, plan.branch = "create", branch_name(label, today, n, worktree)
     plan.reason = (f"{snap.added} added, {snap.modified} modified, {snap.deleted} deleted"
-                   + (", staged versions kept" if staged else ""))
+                   + (", staged versions kept" if staged else "")
+                   + (", index flags kept" if snap.flags_tree else ""))
     return plan
 
 
@@ -201,60 +172,87 @@ def _check_label(label: str, remote: str | None = None) -> None:
 
 
 def _snapshot(host: Host, path: str, label: str, remote: str | None, *, write: bool,
-              exclude: Sequence[str] = ()) -> Snapshot:
+              exclude: Sequence[str] = (), worktree: str | None = None) -> Snapshot:
     result = run_script(host, BACKUP_SCRIPT, "snapshot" if write else "plan", path, label,
-                        remote or "", "\n".join(exclude), timeout=PUSH_TIMEOUT_S)
-    snap = parse_snapshot(path, result.stdout)
+                        remote or "", worktree or "", "\n".join(exclude), timeout=PUSH_TIMEOUT_S)
+    return _failed(parse_snapshot(path, result.stdout), result)
+
+
+def _failed(snap: Snapshot, result: RunResult) -> Snapshot:
+    """A script that failed without saying why (its `error=` is in ``refuse`` already)."""
     if result.exit_code != 0 and not snap.refuse:
         values = key_values(result.stdout)
-        detail = values.get("error") or _last_line(result.stderr) or f"exit {result.exit_code}"
+        detail = values.get("error") or last_line(result.stderr) or f"exit {result.exit_code}"
         snap.refuse = f"snapshot failed: {detail}"
     return snap
 
 
 def plan_backup(host: Host, path: str, *, label: str, remote: str | None,
-                today: dt.date | None = None, exclude: Sequence[str] = ()) -> BackupPlan:
+                today: dt.date | None = None, exclude: Sequence[str] = (),
+                worktree: str | None = None) -> BackupPlan:
     """Side-effect free: the snapshot's objects go to a temporary directory that is removed."""
     _check_label(label, remote)
     _check_excludes(exclude)
-    snap = _snapshot(host, path, label, remote, write=False, exclude=exclude)
-    return decide_backup(host.name, path, label, snap, today or dt.date.today())
+    snap = _snapshot(host, path, label, remote, write=False, exclude=exclude, worktree=worktree)
+    return decide_backup(host.name, path, label, snap, today or dt.date.today(), worktree)
+
+
+def plan_repository(host: Host, path: str, *, label: str, remote: str | None,
+                    today: dt.date | None = None, exclude: Sequence[str] = ()) -> BackupPlan:
+    """The plan of the work tree at ``path`` and, in ``worktrees``, of every linked worktree of
+    its repository: one round trip, side-effect free."""
+    _check_label(label, remote)
+    _check_excludes(exclude)
+    result = run_script(host, BACKUP_SCRIPT, "plan", path, label, remote or "", "*",
+                        "\n".join(exclude), timeout=PUSH_TIMEOUT_S)
+    main, linked = parse_snapshots(path, result.stdout)
+    today = today or dt.date.today()
+    plan = decide_backup(host.name, path, label, _failed(main, result), today)
+    plan.worktrees = [decide_backup(host.name, path, label, snap, today, snap.worktree)
+                      for snap in linked if snap.worktree]
+    return plan
 
 
 def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push: bool = True,
                  clean: bool = False, sessions: Sequence[AgentSession] = (),
-                 today: dt.date | None = None, exclude: Sequence[str] = ()) -> BackupOutcome:
+                 today: dt.date | None = None, exclude: Sequence[str] = (),
+                 worktree: str | None = None) -> BackupOutcome:
     """Snapshot for real, decide as the plan does, then create, push, verify and maybe clean.
 
     ``sessions``: the host's agent sessions (from a probe); with ``clean``, the script refuses
-    to clean while one of them still works inside the repository. The caller holds the host
-    lock. Every step that changed something is in the audit log.
+    to clean while one of them still works inside the repository. ``worktree``: a linked
+    worktree of the repository at ``path``, by name. The caller holds the host lock. Every step
+    that changed something is in the audit log.
     """
     _check_label(label, remote)
     _check_excludes(exclude)
-    snap = _snapshot(host, path, label, remote, write=True, exclude=exclude)
-    reconcile_journal(host.name, path, snap.journal)
-    plan = decide_backup(host.name, path, label, snap, today or dt.date.today())
+    snap = _snapshot(host, path, label, remote, write=True, exclude=exclude, worktree=worktree)
+    if worktree is None:  # cleans (and their journal) are the main tree's
+        reconcile_journal(host.name, path, snap.journal)
+    plan = decide_backup(host.name, path, label, snap, today or dt.date.today(), worktree)
     outcome = BackupOutcome(branch=plan.branch, commit=None, created=False, pushed=False,
                             verified=False, message=plan.reason, action=plan.action,
-                            tree=snap.tree, plan=plan)
-    if plan.action in ("clean", "norepo"):
+                            tree=snap.tree, plan=plan, worktree=worktree)
+    where = {"path": path, **({"worktree": worktree} if worktree else {})}
+    if plan.action in ("clean", "norepo", "missing"):
         return outcome
     if plan.action == "refuse":
         outcome.ok = False
-        audit.record(host.name, "backup", result="refused", error=plan.reason, path=path)
+        audit.record(host.name, "backup", result="refused", error=plan.reason, **where)
         return outcome
     assert plan.branch and snap.tree and snap.head and snap.head_tree and snap.index_tree
     staged = snap.index_tree if snap.index_tree != snap.head_tree else ""
     message = (f"backup: {label} uncommitted work {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %z}"
                f"\n\nmiyabi-ctl phase0 backup of {snap.top or path} on {host.name}"
-               f"\nHEAD {snap.head} ({snap.branch or 'detached'})"
+               + (f" (worktree {worktree})" if worktree else "")
+               + f"\nHEAD {snap.head} ({snap.branch or 'detached'})"
                f"\n{plan.reason}"
                + ("\n\nModes git does not keep (restore puts them back):\n"
                   + "".join(f"Mode: {m}\n" for m in snap.modes) if snap.modes else ""))
     try:
         result = run_script(host, BACKUP_SCRIPT, "commit", path, label, snap.remote or "",
-                            snap.tree, snap.head, staged, plan.branch,
+                            worktree or "", snap.tree, snap.head, staged, snap.flags_tree or "",
+                            plan.branch,
                             "1" if plan.action == "create" else plan.recreate_from or "0",
                             "1" if push else "0",
                             "1" if clean else "0", message, "\n".join(exclude),
@@ -263,73 +261,12 @@ def apply_backup(host: Host, path: str, *, label: str, remote: str | None, push:
     except HostError as exc:
         # The connection went, or the step outlived its timeout (the host's watchdog then ends
         # it): what it did is unknown until the next run reads the host's journal.
-        audit.record(host.name, "backup", result="unknown", error=exc.message, path=path,
-                     after={"branch": plan.branch}, clean=clean)
-        raise
-    values = key_values(result.stdout)
-    outcome.commit = values.get("commit") or values.get("created")
-    outcome.created = "created" in values
-    outcome.pushed = values.get("pushed") == "1"
-    outcome.verified = values.get("remote_verified" if push else "local_verified") == "1"
-    outcome.cleaned = values.get("cleaned") == "1"
-    before = {"head": snap.head, "branch": snap.branch, "tree": snap.tree,
-              "files": plan.files}
-    if outcome.created:
-        audit.record(host.name, "backup.create", result="ok", before=before,
-                     after={"branch": plan.branch, "commit": outcome.commit}, path=path)
-    if "recreated" in values:
-        audit.record(host.name, "backup.recreate", result="ok",
-                     after={"branch": plan.branch, "commit": values["recreated"]}, path=path)
-    # No exit status: the connection closed before the script ended (the host went away).
-    vanished = result.exit_code == -1
-    error = values.get("error") or (None if result.exit_code == 0 else
-                                    _last_line(result.stderr) or
-                                    ("the host went away before the step finished: its outcome "
-                                     "is unknown" if vanished else f"exit {result.exit_code}"))
-    if push:
-        audit.record(host.name, "backup.push",
-                     result="ok" if outcome.verified else "unknown" if vanished else "failed",
-                     after={"branch": plan.branch, "remote": snap.remote, "commit": outcome.commit,
-                            "remote_tree": values.get("remote_tree")},
-                     error=None if outcome.verified else error or "no verification", path=path)
-    where = f"{snap.remote}/{plan.branch}" if push else f"{plan.branch} (local only)"
-    if not outcome.verified:
-        outcome.ok = False
-        outcome.message = f"backup not verified: {error or 'no verification'}"
+        audit.record(host.name, "backup", result="unknown", error=exc.message,
+                     after={"branch": plan.branch}, clean=clean, **where)
         if clean:
-            outcome.message += "; nothing was cleaned"  # a clean runs only after verification
-        return outcome
-    verb = "backed up" if outcome.created else "already backed up"
-    outcome.message = f"{verb} and verified on {where}"
-    if "recreated" in values:
-        outcome.message += " (its deleted local branch recreated)"
-    if not clean:
-        if error:
-            outcome.ok = False
-            outcome.message += f"; then: {error}"
-        return outcome
-    wrote = "window_ms" in values  # the clean's read-tree ran: files were changed
-    if wrote:
-        audit.record(host.name, "backup.clean", result="ok" if outcome.cleaned else "failed",
-                     before=before,
-                     after={"head": snap.head, "left": _int(values.get("left"))},
-                     error=None if outcome.cleaned else error, path=path, backup=plan.branch,
-                     journal=values.get("journal_id"), window_ms=_int(values.get("window_ms")))
-        outcome.message += "; working tree reset to HEAD"
-        left = _int(values.get("left")) or 0
-        if left:
-            outcome.message += (f" ({left} paths the backup does not hold were left as they "
-                                "were: see git status)")
-        if not outcome.cleaned:
-            outcome.ok = False
-            outcome.message += f", but: {error or 'the clean did not finish'}"
-    else:
-        outcome.ok = False
-        reason = values.get("refuse") or error or "clean did not run"
-        audit.record(host.name, "backup.clean", result="refused" if "refuse" in values else "failed",
-                     error=reason, path=path)
-        outcome.message += f"; not cleaned: {reason}"
-    return outcome
+            record_unseen_clean(host.name, plan.branch, snap.head, exc.message, **where)
+        raise
+    return judge_commit(host.name, plan, outcome, result, push=push, clean=clean, where=where)
 
 
 def backup_tree(host: Host, path: str, *, label: str, remote: str | None, push: bool = True,
@@ -341,79 +278,3 @@ def backup_tree(host: Host, path: str, *, label: str, remote: str | None, push: 
     """
     return apply_backup(host, path, label=label, remote=remote, push=push, clean=False,
                         today=today)
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() else None
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-# -- the fleet --------------------------------------------------------------------------------
-
-SLOW_DEADLINE_S = 1800.0  # pushes of big trees outlast the probe deadline
-
-
-def _repo(fleet: Fleet, host: Host) -> str:
-    return host.spec.repo_path_or(fleet.inventory.repo)
-
-
-def plan_backups(fleet: Fleet, today: dt.date | None = None,
-                 exclude: Sequence[str] = ()) -> list[BackupPlan]:
-    remote = check_remote(fleet.inventory.repo.remote)
-    outcomes = fleet.map(lambda h: plan_backup(h, _repo(fleet, h), label=h.name, remote=remote,
-                                               today=today, exclude=exclude),
-                         deadline_s=SLOW_DEADLINE_S)
-    return [o.value if o.value else BackupPlan(o.host, "", o.host, "refuse", reason=str(o.error))
-            for o in outcomes]
-
-
-def apply_backups(fleet: Fleet, plans: list[BackupPlan], *, push: bool, clean: bool,
-                  today: dt.date | None = None,
-                  exclude: Sequence[str] = ()) -> dict[str, BackupOutcome]:
-    """Back up every host whose plan has work to save; each under its own lock."""
-    audit.ensure_writable()
-    by_host = {p.host: p for p in plans}
-    remote = check_remote(fleet.inventory.repo.remote)
-
-    def one(host: Host) -> BackupOutcome:
-        plan = by_host[host.name]
-        if plan.snapshot and plan.snapshot.journal:
-            reconcile_journal(host.name, _repo(fleet, host), plan.snapshot.journal)
-        if plan.action in ("clean", "norepo"):
-            return BackupOutcome(None, None, False, False, True, plan.reason, action=plan.action,
-                                 plan=plan)
-        if plan.action == "refuse":
-            audit.record(host.name, "backup", result="refused", error=plan.reason,
-                         path=_repo(fleet, host), planned=True)
-            return BackupOutcome(None, None, False, False, False, plan.reason, ok=False,
-                                 action="refuse", plan=plan)
-        path = _repo(fleet, host)
-        with host_lock(host, path, "phase0 backup"):
-            sessions: list[AgentSession] = []
-            if clean:
-                # The sessions now, under the lock: the script will not clean under any of them.
-                try:
-                    sessions = probe_host(host, fleet.inventory, fleet.settings.command_timeout).sessions
-                except HostError as exc:
-                    out = apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                       clean=False, today=today, exclude=exclude)
-                    if out.ok:
-                        out.ok = False
-                        out.message += f"; not cleaned: cannot see the host's sessions ({exc.message})"
-                    return out
-            return apply_backup(host, path, label=host.name, remote=remote, push=push,
-                                clean=clean, sessions=sessions, today=today, exclude=exclude)
-
-    return {o.host: o.value if o.value else
-            BackupOutcome(None, None, False, False, False, str(o.error), ok=False, action="error",
-                          error=o.error)
-            for o in fleet.map(one, deadline_s=SLOW_DEADLINE_S)}
-
-
-def backups_exit_code(outcomes: dict[str, BackupOutcome]) -> int:
-    """0 when every host's backup did what it should; 75 when only locked hosts failed."""
-    return exit_code_for([o.error for o in outcomes.values() if not o.ok])

@@ -1,143 +1,44 @@
-# miyabi-ctl backup, sent on stdin (miyabi_ctl/remote/runner.py) with the arguments `MODE PATH LABEL REMOTE [ARGS...]`.
-# POSIX sh (Linux, macOS). Prints key=value lines that miyabi_ctl/phase0/backup.py parses.
+# miyabi-ctl backup, sent on stdin (miyabi_ctl/remote/runner.py) after snapshot.sh and clean.sh,
+# with the arguments `MODE PATH LABEL REMOTE WORKTREE [ARGS...]`. POSIX sh (Linux, macOS). Prints
+# key=value lines that miyabi_ctl/phase0/backup.py parses.
 #
 # It never touches the working tree, the index or HEAD of the repository (until `commit` is
 # asked to clean, after a verified backup): snapshots are built in a temporary index, and in
 # `plan` mode even the objects go to a temporary object directory that is removed afterwards.
 #
-#   plan     PATH LABEL REMOTE [EXCLUDES]      facts + snapshot tree, objects discarded
-#   snapshot PATH LABEL REMOTE [EXCLUDES]      the same, objects written to the repository
-#   commit   PATH LABEL REMOTE TREE HEAD ITREE BRANCH CREATE PUSH CLEAN MESSAGE EXCLUDES [PID CWD]...
-#                                              create the branch (CREATE=1; CREATE=<commit>:
+#   plan     PATH LABEL REMOTE WORKTREE [EXCLUDES]   facts + snapshot tree, objects discarded;
+#                                              WORKTREE `*`: PATH, then every linked worktree of
+#                                              its repository (`worktree=NAME` before each)
+#   snapshot PATH LABEL REMOTE WORKTREE [EXCLUDES]   the same, objects written to the repository
+#   commit   PATH LABEL REMOTE WORKTREE TREE HEAD ITREE FTREE BRANCH CREATE PUSH CLEAN MESSAGE
+#            EXCLUDES [PID CWD]...             create the branch (CREATE=1; CREATE=<commit>:
 #                                              recreate it there), push, verify, clean (not while
 #                                              one of the agent sessions PID works in the repo)
-#   restore  PATH LABEL REMOTE REF             put a backup's files (and index) back
+# WORKTREE: empty for the work tree at PATH, else the name of a linked worktree of its repository.
 # EXCLUDES: glob patterns (git's `:(glob)`, from the top), one a line, kept out of the snapshot:
 # their entries are HEAD's there, so a clean (from the snapshot to HEAD) never touches them.
 LC_ALL=C
 export LC_ALL
-mode=$1 path=$2 label=$3 remote=$4
-shift 4
-expand_home "$path"; path=$expanded
-
+mode=$1 path=$2 label=$3 remote=$4 worktree=$5
+shift 5
 # This script arrives on stdin: commands that might read stdin (push, filters) get </dev/null.
-say() { printf '%s=%s\n' "$1" "$2"; }
-refuse() { say refuse "$1"; exit 0; }
-fail() { say error "$1"; exit 1; }
-# Configuration that would make a copied index write into .git or trust another index's cache.
-G() { git -c core.fsmonitor=false -c core.splitIndex=false -c core.untrackedCache=false "$@"; }
-
-[ -d "$path" ] || { say norepo "no such directory: $path"; exit 0; }
-cd "$path" 2>/dev/null || { say norepo "cannot enter $path"; exit 0; }
-command -v git >/dev/null 2>&1 || refuse "git is not installed"
-top=$(git rev-parse --show-toplevel 2>/dev/null) || { say norepo "not a git repository: $path"; exit 0; }
-cd "$top" || fail "cannot enter $top"
-say top "$top"
-gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
-journal=$gitdir/miyabi-ctl.journal
-index=$(git rev-parse --git-path index)
-case $index in /*) ;; *) index=$top/$index ;; esac
-objects=$(cd "$(git rev-parse --git-path objects)" && pwd) || fail "no object directory"
-
-if [ -z "$remote" ]; then
-  b=$(git symbolic-ref -q --short HEAD) && remote=$(git config "branch.$b.remote")
-  [ -z "$remote" ] && [ "$(git remote | wc -l | tr -d ' ')" = 1 ] && remote=$(git remote)
-fi
-say remote "$remote"
-
-# Milliseconds since the epoch where date has %N (GNU, busybox), else whole seconds.
-now_ms() {
-  t=$(date +%s%N 2>/dev/null)
-  case $t in *N|'') echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac
-}
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-backup.XXXXXX") || fail "mktemp failed"
+sweep_tmp
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-backup.$$.XXXXXX") || fail "mktemp failed"
 trap 'rm -rf "$tmp"' EXIT
 # A signal (the runner's watchdog at the timeout, a lost terminal) ends the script; a trap that
 # only removed $tmp would let it go on without its files.
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
+all=
+[ "$worktree" = "*" ] && { all=1; worktree=; }
+open_tree "$path" "$worktree"
 
-# The snapshot is the working tree's bytes: `add` runs under a stand-in git directory whose
-# info/attributes (the highest-precedence attributes file) turns off every conversion (eol,
-# autocrlf, clean filters such as LFS, ident, encodings); objects, ignore rules and the
-# repository's config are the real ones. Writes nothing in the repository but objects.
-raw=$tmp/raw
-mkdir -p "$raw/info" "$raw/refs" "$raw/objects" || fail "mktemp failed"
-git rev-parse -q --verify HEAD >"$raw/HEAD" 2>/dev/null || echo 0000000000000000000000000000000000000000 >"$raw/HEAD"
-common=$(cd "$(git rev-parse --git-common-dir)" && pwd) || fail "no git directory"
-cp "$common/config" "$raw/config" 2>/dev/null
-[ -f "$common/info/exclude" ] && cp "$common/info/exclude" "$raw/info/exclude"
-printf '* -text -filter -ident -crlf -working-tree-encoding !eol\n' >"$raw/info/attributes"
-R() {
-  GIT_DIR=$raw GIT_WORK_TREE=$top GIT_OBJECT_DIRECTORY=${GIT_OBJECT_DIRECTORY:-$objects} \
-    git -c core.autocrlf=false -c core.safecrlf=false -c core.sparseCheckout=false \
-    -c core.fsmonitor=false -c core.splitIndex=false -c core.untrackedCache=false "$@"
-}
-# Could a file's index blob differ from its bytes (an eol rule, autocrlf, a filter)? Then the
-# index's stat cache cannot be trusted for the snapshot, and every file is read again.
-convert=0
-case $(git config --get core.autocrlf) in true|input) convert=1 ;; esac
-for f in "$common/info/attributes" "$(git config --get core.attributesFile)" \
-         "${XDG_CONFIG_HOME:-$HOME/.config}/git/attributes" /etc/gitattributes; do
-  [ -n "$f" ] && [ -s "$f" ] && convert=1
-done
-[ "$convert" = 0 ] && [ -n "$(git --no-optional-locks ls-files -z -c -o -- ':(glob)**/.gitattributes' | head -c 1)" ] && convert=1
-
-# The working tree as a tree object, built in a copy of the index (cp -p keeps its mtime, so
-# git's racy-clean protection works as it does on the real one). Prints the tree id.
-snapshot_tree() {
-  if [ -f "$index" ] && [ "$convert" = 0 ]; then cp -p "$index" "$tmp/index" || return 1
-  else GIT_INDEX_FILE=$tmp/index git read-tree "$(index_tree)" || return 1; fi
-  # assume-unchanged and skip-worktree would make `add` skip an edited file: in the copy only,
-  # clear them where the file is on disk; a skip-worktree file absent from disk (a sparse
-  # checkout) keeps its bit, so it is not recorded as deleted.
-  if git --no-optional-locks ls-files -v | grep -q '^[a-zS]'; then
-    git --no-optional-locks ls-files -v -z | xargs -0 sh -c '
-      for e do
-        p=${e#??}
-        case $e in
-          [a-z]\ *) printf "%s\0" "$p" >>"$0/flagged" ;;
-          S\ *) if [ -e "$p" ] || [ -L "$p" ]; then printf "%s\0" "$p" >>"$0/flagged"
-                else printf "%s\0" "$p" >>"$0/sparse"; fi ;;
-        esac
-      done' "$tmp"
-    if [ -f "$tmp/flagged" ]; then
-      GIT_INDEX_FILE=$tmp/index git update-index --no-assume-unchanged --no-skip-worktree \
-        -z --stdin <"$tmp/flagged" || return 1
-    fi
-    if [ -f "$tmp/sparse" ]; then
-      GIT_INDEX_FILE=$tmp/index git update-index --skip-worktree -z --stdin <"$tmp/sparse" || return 1
-    fi
-    rm -f "$tmp/flagged" "$tmp/sparse"
-  fi
-  GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || { cat "$tmp/add.err" >&2; return 1; }
-  exclude_paths || return 1
-  GIT_INDEX_FILE=$tmp/index R write-tree
-}
-
-# The --exclude patterns: their entries in the snapshot's index go back to HEAD's (an untracked
-# file leaves it, a tracked one keeps HEAD's version), so the backup never publishes them.
-excludes=
-exclude_paths() {
-  [ -n "$excludes" ] || return 0
-  if [ ! -f "$tmp/excludes" ]; then
-    printf '%s\n' "$excludes" | while IFS= read -r pat; do
-      [ -n "$pat" ] && printf ':(glob)%s\0' "$pat"
-    done >"$tmp/excludes"
-  fi
-  GIT_INDEX_FILE=$tmp/index R reset -q "$(cat "$raw/HEAD")" --pathspec-from-file="$tmp/excludes" \
-    --pathspec-file-nul >/dev/null 2>>"$tmp/add.err" || true
-}
-
-# The working tree again, in the index copy snapshot_tree left: files it already hashed and that
-# did not change since are not read again, so this is quick.
-recheck_tree() {
-  GIT_INDEX_FILE=$tmp/index R add -A -- :/ >"$tmp/add.err" 2>&1 </dev/null || return 1
-  exclude_paths || return 1
-  GIT_INDEX_FILE=$tmp/index R write-tree
-}
+if [ -z "$remote" ]; then
+  b=$(git symbolic-ref -q --short HEAD) && remote=$(git config "branch.$b.remote")
+  [ -z "$remote" ] && [ "$(git remote | wc -l | tr -d ' ')" = 1 ] && remote=$(git remote)
+fi
+say remote "$remote"
 
 # What the backup will publish: `publish=SIZE PATH` for every file whose snapshot differs from
 # HEAD (a newline in a name shows as ?).
@@ -172,39 +73,6 @@ unkept() {
     done
 }
 
-# The permission bits of a file, in octal (git keeps only 0644 and 0755).
-perm_of() {
-  ls -ld "$1" | awk '{ m = 0; s = substr($1, 2, 9)
-    for (i = 1; i <= 9; i++) { m = m * 2 + (substr(s, i, 1) != "-") }
-    printf "%04o", m }'
-}
-
-# The working directory of a process now (Linux /proc, else lsof), or nothing.
-cwd_of() {
-  readlink "/proc/$1/cwd" 2>/dev/null ||
-    { command -v lsof >/dev/null 2>&1 && lsof -a -p "$1" -d cwd -Fn 2>/dev/null | sed -n 's/^n//p'; }
-}
-
-# The first of the agent sessions (PID CWD pairs, CWD as the probe saw it) still alive and
-# working inside this repository: prints `PID DIR`.
-session_here() {
-  while [ $# -ge 2 ]; do
-    spid=$1 scwd=$2
-    shift 2
-    kill -0 "$spid" 2>/dev/null || continue
-    now=$(cwd_of "$spid")
-    [ -n "$now" ] || now=$scwd
-    case $now/ in "$top"/*) echo "$spid $now"; return 0 ;; esac
-  done
-  return 1
-}
-
-# The real index as a tree (staged versions that differ from the files keep their bytes).
-index_tree() {
-  [ -f "$index" ] || { git rev-parse 'HEAD^{tree}'; return; }
-  cp -p "$index" "$tmp/real-index" && GIT_INDEX_FILE=$tmp/real-index G write-tree
-}
-
 facts() {
   # Cleans this host started that the controller may not have recorded (see commit).
   if [ -f "$journal" ]; then
@@ -223,14 +91,21 @@ facts() {
       'if [ -n "$(git --no-optional-locks status --porcelain)" ]; then printf "%s " "$displaypath"; fi' 2>/dev/null)
     [ -n "$dirty" ] && refuse "submodules have uncommitted changes inside them (${dirty% }): commit or back them up there first; a superproject backup records only their commit"
   fi
-  if ! tree=$(snapshot_tree); then
+  if ! tree=$(snapshot_tree 2>>"$tmp/add.err"); then
     why=$(grep -v '^fatal: adding files failed' "$tmp/add.err" 2>/dev/null | head -n 3 | tr '\n' ' ')
     case $why in *"does not have a commit checked out"*)
       why="$why(a repository nested in the work tree has no commit yet: commit in it, or move it out of the tree)" ;;
     esac
-    fail "cannot snapshot the working tree: ${why:-$(tail -n 1 "$tmp/add.err" 2>/dev/null)}"
+    fail "cannot snapshot the working tree: $(no_space)${why:-$(tail -n 1 "$tmp/add.err" 2>/dev/null)}"
   fi
   say tree "$tree"
+  # What --clean would refuse here, for the plan to say: files in the way of HEAD's that no
+  # backup holds (as the clean checks them), a git that runs or crashed.
+  in_the_way "$tree" "$head" | head -n 10 | while IFS= read -r p; do say clean_way "$p"; done
+  lock=$(git rev-parse --git-path index.lock)
+  [ -e "$lock" ] && say index_lock "$lock"
+  ftree=$(flags_tree) || fail "cannot record the index's flags: $(no_space)"
+  say flags_tree "$ftree"
   unkept
   publish
   say head_tree "$(git rev-parse 'HEAD^{tree}')"
@@ -242,12 +117,15 @@ facts() {
   # Embedded repositories (a directory with its own .git) become bare commit ids in a tree.
   say gitlinks "$(git ls-tree -r -z "$tree" | tr '\0' '\n' | grep -c '^160000 ')"
   say head_gitlinks "$(git ls-tree -r -z HEAD | tr '\0' '\n' | grep -c '^160000 ')"
+  # The backup branches of this label (a linked worktree's are read once, with the main tree's).
+  [ -n "$refs_listed" ] && return 0
   git for-each-ref --format='%(refname) %(objectname) %(tree) %(parent)' \
       "refs/heads/backup/$label-*" ${remote:+"refs/remotes/$remote/backup/$label-*"} |
-    while read -r name sha t _p1 p2; do
-      it=-
+    while read -r name sha t _p1 p2 p3; do
+      it=- ft=-
       [ -n "$p2" ] && it=$(git rev-parse "$p2^{tree}")
-      say ref "$name $sha $t $it"
+      [ -n "$p3" ] && ft=$(git rev-parse "$p3^{tree}")
+      say ref "$name $sha $t $it $ft"
     done
   # The remote's own branches of that name, which a shallow or single-branch clone does not
   # track: their names are taken too.
@@ -256,36 +134,9 @@ facts() {
         2>/dev/null </dev/null |
       while read -r sha name; do
         git rev-parse -q --verify "refs/remotes/$remote/${name#refs/heads/}" >/dev/null ||
-          say ref "refs/ls-remote/${name#refs/heads/} $sha - -"
+          say ref "refs/ls-remote/${name#refs/heads/} $sha - - -"
       done
   fi
-}
-
-# The clean's two trees, FROM (the snapshot's entries of the paths it changed) and TO (HEAD's
-# entries of those paths), and $tmp/cindex: FROM's entries with stat data read now. Embedded
-# repositories (gitlinks) are left out: a clean leaves them in place.
-narrow_clean() {
-  git diff-tree -r -z --no-renames --name-only HEAD "$tree" >"$tmp/changed" || return 1
-  rm -f "$tmp/cindex" "$tmp/hindex"
-  if [ -s "$tmp/changed" ]; then
-    GIT_LITERAL_PATHSPECS=1 GIT_INDEX_FILE=$tmp/index xargs -0 git ls-files -s -z -- \
-      <"$tmp/changed" | no_gitlinks >"$tmp/from" || return 1
-    GIT_LITERAL_PATHSPECS=1 xargs -0 git ls-tree -r -z HEAD -- <"$tmp/changed" |
-      no_gitlinks >"$tmp/to" || return 1
-  else
-    : >"$tmp/from"; : >"$tmp/to"
-  fi
-  GIT_INDEX_FILE=$tmp/cindex G update-index -z --index-info <"$tmp/from" || return 1
-  GIT_INDEX_FILE=$tmp/hindex G update-index -z --index-info <"$tmp/to" || return 1
-  from_tree=$(GIT_INDEX_FILE=$tmp/cindex G write-tree) || return 1
-  to_tree=$(GIT_INDEX_FILE=$tmp/hindex G write-tree) || return 1
-  # Stat data for the entries whose files still hold the snapshot's bytes (read raw, as the
-  # snapshot was); one that changed keeps none, and read-tree then refuses to touch it.
-  GIT_INDEX_FILE=$tmp/cindex R update-index -q --refresh >/dev/null 2>&1
-  return 0
-}
-no_gitlinks() {
-  xargs -0 sh -c 'for e do case $e in 160000\ *) ;; *) printf "%s\0" "$e" ;; esac; done' sh
 }
 
 ident() {
@@ -301,21 +152,30 @@ ident() {
 }
 
 commit() {
-  tree=$1 head=$2 itree=$3 branch=$4 create=$5 push=$6 clean=$7 message=$8
-  shift 8
+  tree=$1 head=$2 itree=$3 ftree=$4 branch=$5 create=$6 push=$7 clean=$8 message=$9
+  shift 9
   [ $# -gt 0 ] && shift  # EXCLUDES (read at the start); then the agent sessions: PID CWD pairs
   ref=refs/heads/$branch
   if [ "$create" = 1 ]; then
     ident
     parents="-p $head"
+    # The staged versions (second parent), and the index's flags (third parent, as `git stash
+    # -u` keeps untracked files there); flags need the second parent, even when nothing is staged.
+    [ -z "$itree" ] && [ -n "$ftree" ] && itree=$(git rev-parse "$head^{tree}")
     if [ -n "$itree" ]; then
       icommit=$(printf 'index of %s\n' "$message" | git commit-tree --no-gpg-sign "$itree" -p "$head") ||
-        fail "cannot record the staged versions"
+        fail "cannot record the staged versions: $(no_space)"
       parents="$parents -p $icommit"
+    fi
+    if [ -n "$ftree" ]; then
+      fcommit=$(printf 'index flags of %s\n' "$message" | git commit-tree --no-gpg-sign "$ftree") ||
+        fail "cannot record the index's flags: $(no_space)"
+      parents="$parents -p $fcommit"
     fi
     # shellcheck disable=SC2086 # $parents holds option words built from hex ids only
     # Never signed: a signing key's passphrase prompt would wait for nobody until the timeout.
-    new=$(printf '%s\n' "$message" | git commit-tree --no-gpg-sign "$tree" $parents) || fail "commit-tree failed"
+    new=$(printf '%s\n' "$message" | git commit-tree --no-gpg-sign "$tree" $parents) ||
+      fail "commit-tree failed: $(no_space)"
     # An empty old value: the branch must not exist yet (never overwrite someone's branch).
     git update-ref -m "miyabi-ctl backup" "$ref" "$new" "" 2>"$tmp/err" ||
       fail "cannot create $branch: $(tail -n 1 "$tmp/err")"
@@ -335,8 +195,9 @@ commit() {
   if [ "$push" = 1 ]; then
     [ -n "$remote" ] || fail "no remote to push to (the branch has no upstream and the repository has several or no remotes)"
     # --no-verify: the repository's pre-push hooks (tests, linters) are for its own branches.
-    GIT_TERMINAL_PROMPT=0 git push -q --no-verify -- "$remote" "$ref:$ref" 2>"$tmp/err" </dev/null ||
-      fail "push to $remote failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
+    GIT_TERMINAL_PROMPT=0 git push --no-verify --porcelain -- "$remote" "$ref:$ref" \
+        >"$tmp/out" 2>"$tmp/err" </dev/null ||
+      fail "push to $remote failed: $(push_error "$tmp/out" "$tmp/err")"
     say pushed 1
     rsha=$(GIT_TERMINAL_PROMPT=0 git ls-remote -- "$remote" "$ref" 2>"$tmp/err" </dev/null | cut -f1) ||
       fail "cannot read $branch back from $remote: $(tail -n 1 "$tmp/err")"
@@ -351,119 +212,51 @@ commit() {
     say remote_verified 1
   fi
   [ "$clean" = 1 ] || exit 0
-  # Never under a running agent: it would go on writing into a tree that was just reset.
-  if here=$(session_here "$@"); then
-    refuse "an agent session (pid ${here%% *}) works in ${here#* }: not cleaning (end it first, e.g. with phase0 prune)"
-  fi
-  # Clean only what is saved: the files must still be exactly the snapshot.
-  [ "$(git rev-parse -q --verify HEAD)" = "$head" ] || refuse "HEAD moved since the snapshot: not cleaning"
-  [ -e "$(git rev-parse --git-path index.lock)" ] &&
-    refuse "$(git rev-parse --git-path index.lock) exists: another git is running here, or one crashed (remove the file if no git is running): not cleaning"
-  # What HEAD's files would be written over that no backup holds (an ignored file in the way).
-  way=$(in_the_way "$tree" "$head")
-  [ -z "$way" ] ||
-    refuse "cleaning would write HEAD's files over what no backup holds (ignored or in the way): $(printf '%s\n' "$way" | head -n 10 | tr '\n' ' ')- move them away first: not cleaning"
-  now=$(snapshot_tree) || fail "cannot re-check the working tree before cleaning"
-  [ "$now" = "$tree" ] || refuse "the working tree changed since the snapshot (is an agent working here?): not cleaning"
-  [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
-    refuse "the index changed since the snapshot: not cleaning"
-  # Once more, as close to the reset as it can be: the full check above can take seconds on a
-  # big tree; this pass reads only files that changed since, so the window left is short.
-  if here=$(session_here "$@"); then
-    refuse "an agent session (pid ${here%% *}) works in ${here#* }: not cleaning"
-  fi
-  [ "$(git rev-parse -q --verify HEAD)" = "$head" ] && [ "$(recheck_tree)" = "$tree" ] &&
-    [ "$(index_tree)" = "${itree:-$(git rev-parse 'HEAD^{tree}')}" ] ||
-    refuse "the working tree changed while it was being checked (is someone working here?): not cleaning"
-  # The clean itself: from the snapshot's tree back to HEAD, touching only the paths the
-  # snapshot changed (`read-tree -m -u` in an index of the snapshot's entries for those paths,
-  # whose stat data is fresh: a file changed since it was checked stops it before it writes
-  # anything). Files the snapshot does not hold (ignored, or new since) are never removed:
-  # untracked dirs emptied of the snapshot's files go, the rest stays and is counted in `left`.
-  # Only the changed paths take part (two small trees, a small index), so the time between
-  # git's check of a file and its write does not grow with the size of the tree.
-  narrow_clean || fail "cannot prepare the clean"
-  # The journal, in the repository's git directory, says the clean started before it does: a
-  # controller that dies now (Ctrl-C, a crash) still finds it on its next run, for the audit log.
-  jid=$sha.$(date +%s)
-  say journal_id "$jid"
-  printf 'start %s %s %s %s\n' "$jid" "$(date +%s)" "$branch" "$head" >>"$journal" ||
-    refuse "cannot write the journal $journal: not cleaning"
-  # From here on, a controller that goes away (a closed stdout) must not stop the script half-way.
-  trap '' PIPE
-  t0=$(now_ms)
-  GIT_INDEX_FILE=$tmp/cindex G read-tree -m -u "$from_tree" "$to_tree" >"$tmp/err" 2>&1 </dev/null ||
-    { printf 'nothing %s\n' "$jid" >>"$journal"
-      refuse "the working tree changed while it was being cleaned; nothing was written: $(grep -v '^ *$' "$tmp/err" | head -n 3 | tr '\n\t' '  ')"; }
-  t1=$(now_ms)
-  printf 'done %s %s\n' "$jid" "$(date +%s)" >>"$journal"
-  say window_ms "$((t1 - t0))"
-  G reset -q "$head" 2>"$tmp/err" >/dev/null ||
-    fail "the files were cleaned but the index could not be reset: $(tail -n 1 "$tmp/err")"
-  say cleaned 1
-  left=$(git status --porcelain -z | tr -cd '\0' | wc -c | tr -d ' ')
-  say left "$left"
+  clean_tree "$@"
 }
 
-restore() {
-  ref=$1
-  [ -z "$(git status --porcelain -z --untracked-files=all | head -c 1)" ] ||
-    refuse "the working tree has uncommitted changes: back them up (and --clean) first"
-  if ! sha=$(git rev-parse -q --verify "$ref^{commit}" 2>/dev/null); then
-    [ -n "$remote" ] || refuse "no such commit or branch: $ref"
-    GIT_TERMINAL_PROMPT=0 git fetch -q -- "$remote" "refs/heads/$ref" 2>"$tmp/err" </dev/null ||
-      refuse "no such commit or branch: $ref (not on $remote either)"
-    sha=$(git rev-parse FETCH_HEAD)
-  fi
-  say commit "$sha"
-  parent=$(git rev-parse -q --verify "$sha^1") || refuse "$ref has no parent: not a backup commit"
-  head=$(git rev-parse HEAD)
-  [ "$parent" = "$head" ] ||
-    refuse "HEAD is $head but the backup was taken on $parent: check that out first (git switch --detach $parent, or the branch that points there)"
-  # Files: write every file of the backup, then remove those the backup does not have.
-  GIT_INDEX_FILE=$tmp/restore git read-tree "$sha" || fail "cannot read $ref"
-  # The backup holds the working tree's bytes: they are written back without conversion.
-  GIT_INDEX_FILE=$tmp/restore R checkout-index -a -f || fail "cannot write the files of $ref"
-  git diff-tree -r -z --no-renames --name-only --diff-filter=D HEAD "$sha" |
-    (cd "$top" && xargs -0 rm -f --) || fail "cannot remove files deleted in $ref"
-  say files "$(git diff-tree -r -z --no-renames --name-only HEAD "$sha" | tr -cd '\0' | wc -c | tr -d ' ')"
-  # Modes git does not keep, from the message's `Mode: 0600 PATH` lines: only permission bits,
-  # only for regular files of the backup, never outside the tree.
-  git log -1 --format=%B "$sha" | sed -n 's/^Mode: //p' | while IFS= read -r line; do
-    m=${line%% *} f=${line#* }
-    case $m in 0[0-7][0-7][0-7]) ;; *) continue ;; esac
-    case /$f/ in */../*|//*) continue ;; esac
-    [ "$(git cat-file -t "$sha:$f" 2>/dev/null)" = blob ] && [ -f "$f" ] && [ ! -L "$f" ] &&
-      chmod "$m" -- "$f" && say mode "$m $f"
+# What the backup facts of one linked worktree say, after `worktree=NAME`; each in a subshell of
+# its own (its refusal ends only it).
+worktree_facts() {
+  n=0 main_top=$top
+  nl='
+'
+
+  for admin in "$common"/worktrees/*; do
+    [ -f "$admin/gitdir" ] || continue
+    name=${admin##*/}
+    case $name in *"$nl"*) continue ;; esac
+    n=$((n + 1))
+    say worktree "$name"
+    [ -f "$admin/locked" ] && say locked "$(tr '\n' ' ' <"$admin/locked")"
+    (
+      tmp=$tmp/wt-$n
+      mkdir "$tmp" || fail "mktemp failed"
+      open_tree "$main_top" "$name"
+      open_snapshot
+      refs_listed=1
+      facts
+    )
   done
-  # Index: the staged versions, when the backup recorded them (second parent).
-  if istaged=$(git rev-parse -q --verify "$sha^2^{tree}"); then
-    git read-tree "$istaged" 2>"$tmp/err" ||
-      fail "the files are restored, but not the index: $(tail -n 1 "$tmp/err")"
-    git update-index -q --refresh >/dev/null
-    say index restored
-  else
-    git update-index -q --refresh >/dev/null
-    say index unchanged
-  fi
-  say restored 1
 }
 
 case $mode in
   plan|snapshot) excludes=${1-} ;;
-  commit) excludes=${9-} ;;
+  commit) excludes=${10-} ;;
 esac
+refs_listed=
 case $mode in
   plan)
-    mkdir "$tmp/objects" || fail "mktemp failed"
-    GIT_OBJECT_DIRECTORY=$tmp/objects GIT_ALTERNATE_OBJECT_DIRECTORIES=$objects
-    export GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
-    facts ;;
-  snapshot) facts ;;
+    objects_only_in_tmp
+    open_snapshot
+    (facts)
+    [ -n "$all" ] && worktree_facts
+    exit 0 ;;
+  snapshot) open_snapshot; facts ;;
   commit)
+    open_snapshot
     # The controller recorded what the journal held (it read it from the snapshot just before).
     rm -f "$journal"
     commit "$@" ;;
-  restore) restore "$@" ;;
   *) fail "unknown mode $mode" ;;
 esac

@@ -113,4 +113,8 @@ def host_lock(host: Host, repo_path: str, action: str, *,
         yield owner
     finally:
         stop.set()
-        run_script(host, LOCK_SCRIPT, repo_path, "release", owner)
+        # A host that went away keeps its lock file: this installation breaks it next time (its
+        # holder is gone), others once it is stale. The apply's own outcome (and audit entry)
+        # must not be lost to a failed release.
+        with contextlib.suppress(HostError):
+            run_script(host, LOCK_SCRIPT, repo_path, "release", owner, timeout=30)

@@ -51,6 +51,7 @@ class BranchState:
     from_relation: str = "none"  # ahead, same, behind, diverged, none (no local branch)
     remote_error: str | None = None
     from_merged: bool = False  # FROM is already in the remote's INTO
+    way: list[str] = field(default_factory=list)  # on INTO: untracked/ignored files FROM adds
 
 
 @dataclass
@@ -134,6 +135,7 @@ def read_state(host: Host, path: str, remote: str, from_: str, into: str, *,
     state.from_relation = v.get("from_relation", "none")
     state.remote_error = v.get("remote_error")
     state.from_merged = v.get("from_merged") == "1"
+    state.way = _multi(result.stdout, "way")
     return state
 
 
@@ -213,6 +215,8 @@ def decide_merge(from_: str, into: str, remote: str, states: dict[str, BranchSta
     elif chosen.into_at and (dirty(chosen) or chosen.busy):
         plan.notes.append(f"{chosen.host}'s working tree is on {into} and not clean: its {into} "
                           "will not be fast-forwarded")
+    elif chosen.into_at and chosen.way:
+        plan.notes.append(f"{chosen.host}'s {into} will not be fast-forwarded: {_way(chosen)}")
     for name, s in states.items():
         if name == chosen.host:
             continue
@@ -222,10 +226,18 @@ def decide_merge(from_: str, into: str, remote: str, states: dict[str, BranchSta
             plan.sync.append(SyncStep(name, "skip", f"on {s.branch or 'a detached HEAD'}, not {into}"))
         elif dirty(s) or s.busy:
             plan.sync.append(SyncStep(name, "skip", "working tree not clean"))
+        elif s.way:
+            # What the apply's fast-forward would refuse, said now.
+            plan.sync.append(SyncStep(name, "skip", _way(s)))
         else:
             plan.sync.append(SyncStep(name, "fast-forward", f"{into} is checked out and clean",
                                       before=s.head))
     return plan
+
+
+def _way(s: BranchState) -> str:
+    return ("the fast-forward would write over untracked or ignored files: "
+            + " ".join(s.way) + " - move them away first")
 
 
 def _describe(s: BranchState, from_: str, remote: str) -> str:
@@ -311,6 +323,15 @@ def apply_merge(fleet: Fleet, plan: MergePlan, *, check: str | None = None, push
         audit.record(host.name, "merge", result="ok", before=before,
                      after={"into": out.merged, "pushed": out.pushed, "local": out.local},
                      source=plan.source, notes=out.notes)
+    elif result.exit_code == -1:
+        # The connection closed before the script's end (the host went away): whether the
+        # push landed is unknown, the temporary worktree goes with the next merge there.
+        error = v.get("error") or "the host went away before the merge finished"
+        out.message = (f"{error}: whether {plan.remote}/{plan.into} got the merge is unknown"
+                       + (f" (it WAS pushed: {out.merged})" if out.pushed else "")
+                       + "; the host's working tree, index and HEAD were not touched")
+        audit.record(host.name, "merge", result="unknown", before=before, error=error,
+                     source=plan.source, pushed=out.pushed, merged=out.merged)
     else:
         error = v.get("refuse") or v.get("error") or result.stderr.strip() or f"exit {result.exit_code}"
         if out.pushed:
@@ -352,6 +373,12 @@ def sync_hosts(fleet: Fleet, plan: MergePlan, target: str) -> list[SyncStep]:
             result = run_script(host, MERGE_SCRIPT, "sync", path, plan.remote, plan.from_,
                                 plan.into, target, timeout=GIT_TIMEOUT_S, end_on_timeout=True)
         v = key_values(result.stdout)
+        if v.get("done") != "1" and result.exit_code == -1:
+            audit.record(host.name, "merge.sync", result="unknown",
+                         error="the host went away before the fast-forward finished",
+                         before={"head": v.get("before")})
+            return SyncStep(host.name, "skip", "the host went away: the fast-forward's outcome "
+                            "is unknown", ok=False)
         if v.get("done") == "1":
             audit.record(host.name, "merge.sync", result="ok", before={"head": v.get("before")},
                          after={"head": v.get("after")})

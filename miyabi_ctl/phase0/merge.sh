@@ -24,7 +24,8 @@ cd "$path" 2>/dev/null || refuse "no such directory: $path"
 top=$(git rev-parse --show-toplevel 2>/dev/null) || refuse "not a git repository: $path"
 cd "$top" || fail "cannot enter $top"
 gitdir=$(git rev-parse --absolute-git-dir) || fail "no git directory"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-merge.XXXXXX") || fail "mktemp failed"
+sweep_tmp
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-merge.$$.XXXXXX") || fail "mktemp failed"
 wt=
 common=$(cd "$(git rev-parse --git-common-dir)" && pwd) || fail "no git directory"
 # Unregister one temporary worktree (ours, or one a killed run left): `git worktree remove`, or
@@ -94,6 +95,24 @@ facts() {
   if [ -n "$f" ] && [ -n "$rinto" ] && git cat-file -e "$rinto^{commit}" 2>/dev/null &&
      git cat-file -e "$f^{commit}" 2>/dev/null && git merge-base --is-ancestor "$f" "$rinto"; then
     say from_merged 1
+  fi
+  # On INTO: what a fast-forward to a merge of FROM would write over (untracked or ignored files
+  # at paths FROM adds), as far as this host knows FROM, so the plan says what the apply would.
+  if [ "$b" = "$into" ] && [ "$(dirty_count)" = 0 ]; then
+    tip=$(sha_of "refs/heads/$from") || tip=$(sha_of "refs/remotes/$remote/$from") || tip=
+    if [ -z "$tip" ] && [ -n "$rfrom" ]; then
+      # Not fetched here: its objects into $tmp only (no ref, no FETCH_HEAD, no maintenance),
+      # with the repository's as an alternate to read from.
+      mkdir "$tmp/objects" &&
+        GIT_OBJECT_DIRECTORY=$tmp/objects GIT_ALTERNATE_OBJECT_DIRECTORIES=$(cd "$(git rev-parse --git-path objects)" && pwd) &&
+        export GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES &&
+        git -c maintenance.auto=false -c gc.auto=0 -c fetch.writeCommitGraph=false \
+          fetch -q --no-write-fetch-head --refmap= --no-tags --no-recurse-submodules \
+          -- "$remote" "refs/heads/$from" >/dev/null 2>&1 </dev/null && tip=$rfrom
+    fi
+    if [ -n "$tip" ] && git cat-file -e "$tip^{commit}" 2>/dev/null; then
+      in_the_way HEAD "$tip" | head -n 10 | while IFS= read -r p; do say way "$p"; done
+    fi
   fi
   lfrom=$(sha_of "refs/heads/$from") || return 0
   # How the local FROM relates to the remote's: ahead, behind, same, diverged.
@@ -239,8 +258,8 @@ merge() {
   fi
   if [ "$push" = 1 ]; then
     # The merge commit itself (not HEAD: a check that commits must not push its commits).
-    git push -q -- "$remote" "$merged:refs/heads/$into" 2>"$tmp/err" </dev/null ||
-      fail "push of the merge to $remote/$into failed: $(grep -v '^ *$' "$tmp/err" | tail -n 1)"
+    git push -q --porcelain -- "$remote" "$merged:refs/heads/$into" >"$tmp/out" 2>"$tmp/err" </dev/null ||
+      fail "push of the merge to $remote/$into failed: $(push_error "$tmp/out" "$tmp/err")"
     r=$(git ls-remote -- "$remote" "refs/heads/$into" </dev/null | cut -f1)
     [ "$r" = "$merged" ] || fail "$remote's $into is ${r:-missing} after the push, not $merged"
     say pushed 1

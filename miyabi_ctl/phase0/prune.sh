@@ -74,7 +74,8 @@ case $mode in
   kill)
     grace=$1
     shift
-    trees=$(mktemp "${TMPDIR:-/tmp}/miyabi-prune.XXXXXX") || { echo "error=mktemp failed"; exit 1; }
+    sweep_tmp
+    trees=$(mktemp "${TMPDIR:-/tmp}/miyabi-prune.$$.XXXXXX") || { echo "error=mktemp failed"; exit 1; }
     trap 'rm -f "$trees"' EXIT
     while [ $# -ge 3 ]; do
       pid=$1 start=$2 exe=$3

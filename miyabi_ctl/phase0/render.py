@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from miyabi_ctl.phase0.backup import BackupOutcome, BackupPlan
+from miyabi_ctl.phase0.backups import every_plan, outcome_of
 from miyabi_ctl.phase0.merge import MergeOutcome, MergePlan
 from miyabi_ctl.phase0.prune import PrunePlan, Selection
 from miyabi_ctl.phase0.run import RunOutcome, RunPlan
@@ -22,20 +23,20 @@ def backup_table(plans: list[BackupPlan], outcomes: dict[str, BackupOutcome] | N
     notes (embedded repositories, what git cannot keep, modes, secret-like names…) on lines of
     its own under the host. Piped, a row stays one line: its notes follow the detail."""
     rows = []
-    for plan in plans:
+    for plan in every_plan(plans):  # a host's row, then one per linked worktree (host:name)
         files = str(plan.files) if plan.snapshot and plan.action in ("create", "exists") else "-"
         detail = plan.reason
         action = plan.action
         branch = plan.branch
-        if outcomes is not None and plan.host in outcomes:
-            out = outcomes[plan.host]
+        out = outcome_of(outcomes, plan) if outcomes is not None else None
+        if out is not None:
             action = ("done" if out.ok else "FAILED") if out.action in ("create", "exists") \
                 else ("FAILED" if not out.ok else action)
             detail = out.message
             branch = out.branch or plan.branch
         if plain:
             detail = "; ".join(filter(None, [detail, *plan.notes]))
-        rows.append({"host": plan.host, "action": action, "branch": branch or "-", "files": files,
+        rows.append({"host": plan.where, "action": action, "branch": branch or "-", "files": files,
                      "detail": unprefixed(plan.host, detail), "notes": plan.notes})
     return BACKUP_COLUMNS.table(rows, plain=plain,
                                 notes=None if plain else lambda row: row["notes"])

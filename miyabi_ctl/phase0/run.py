@@ -14,12 +14,12 @@ from typing import Any
 from miyabi_ctl import audit
 from miyabi_ctl.errors import ExitCode
 from miyabi_ctl.fleet import Fleet
-from miyabi_ctl.phase0.backup import (
-    BackupOutcome,
-    BackupPlan,
+from miyabi_ctl.phase0.backup_model import BackupOutcome, BackupPlan
+from miyabi_ctl.phase0.backups import (
     apply_backups,
     backups_exit_code,
     plan_backups,
+    plans_refuse,
 )
 from miyabi_ctl.phase0.merge import MergeOutcome, MergePlan, apply_merge, plan_merge
 from miyabi_ctl.phase0.prune import (
@@ -40,11 +40,12 @@ class RunPlan:
     merge: MergePlan | None
     notes: list[str] = field(default_factory=list)
     exclude: tuple[str, ...] = ()  # --exclude: kept out of the backups, left alone by --clean
+    clean: bool = False
 
     @property
     def refuses(self) -> bool:
         """Some step of the plan refuses (plan only: exit 1)."""
-        return (any(b.action == "refuse" for b in self.backups)
+        return (plans_refuse(self.backups, clean=self.clean)
                 or any(p.error for p in self.prunes or [])
                 or (self.merge is not None and self.merge.action == "refuse"))
 
@@ -63,7 +64,7 @@ class RunOutcome:
 
     @property
     def ok(self) -> bool:
-        return (all(b.ok for b in self.backups.values())
+        return (all(b.all_ok for b in self.backups.values())
                 and all(prune_ok(p) for p in self.prunes or [])
                 and (self.merge is None or self.merge.ok))
 
@@ -85,7 +86,7 @@ class RunOutcome:
 def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: bool = False,
              merge_from: str | None = None, merge_into: str | None = None,
              today: dt.date | None = None, exclude: tuple[str, ...] = ()) -> RunPlan:
-    backups = plan_backups(fleet, today, exclude=exclude)
+    backups = plan_backups(fleet, today, exclude=exclude, clean=clean)
     notes = []
     prunes = plan_prune(fleet, selection, force=force) if selection else None
     if selection is None:
@@ -100,7 +101,7 @@ def plan_run(fleet: Fleet, *, selection: Selection | None, clean: bool, force: b
         merge = plan_merge(fleet, from_=from_, into=into, cleaned=saved if clean else frozenset())
     else:
         notes.append("merge: no --from and no repo.feature in fleet.yaml, nothing is merged")
-    return RunPlan(backups, prunes, merge, notes, exclude)
+    return RunPlan(backups, prunes, merge, notes, exclude, clean)
 
 
 def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: float,
@@ -109,7 +110,7 @@ def apply_run(fleet: Fleet, plan: RunPlan, *, push: bool, clean: bool, grace: fl
     audit.ensure_writable()
     backups = apply_backups(fleet, plan.backups, push=push, clean=clean, today=today,
                             exclude=plan.exclude)
-    failed = {h for h, b in backups.items() if not b.ok}
+    failed = {h for h, b in backups.items() if not b.all_ok}
     out = RunOutcome(backups, None, None)
     if plan.prunes is not None:
         out.prunes = apply_prunes(fleet, plan.prunes, grace=grace, force=force, skip=failed)

@@ -1,6 +1,6 @@
 """What backup.sh saw in a work tree, read from its ``key=value`` lines: the repository's state,
 the snapshot's tree, the backup branches that exist, what the backup would publish and what
-git cannot keep."""
+git cannot keep; for a plan of a whole repository, the same for each linked worktree."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class BackupRef:
     commit: str
     tree: str
     index_tree: str | None
+    flags_tree: str | None = None  # the index's flags (third parent), if it recorded any
 
     @property
     def branch(self) -> str:
@@ -27,6 +28,9 @@ class Snapshot:
     """What the backup script saw: the repo, its state and the tree of its working files."""
 
     path: str
+    worktree: str | None = None  # a linked worktree's name (.git/worktrees/NAME), else None
+    locked: str | None = None  # a linked worktree's lock reason ("" when it gives none)
+    missing: str | None = None  # a linked worktree whose directory is gone: where it was
     top: str | None = None
     remote: str | None = None
     head: str | None = None
@@ -35,6 +39,7 @@ class Snapshot:
     tree: str | None = None
     head_tree: str | None = None
     index_tree: str | None = None
+    flags_tree: str | None = None  # skip-worktree, assume-unchanged, intent-to-add entries
     added: int = 0
     modified: int = 0
     deleted: int = 0
@@ -45,8 +50,28 @@ class Snapshot:
     lfs: int = 0  # of those, files git-lfs tracks: saved as plain blobs
     modes: list[str] = field(default_factory=list)  # "0600 PATH": kept in the commit message
     journal: list[str] = field(default_factory=list)  # the host's clean journal (see reconcile)
+    clean_way: list[str] = field(default_factory=list)  # what a clean would write HEAD's over
+    index_lock: str | None = None  # index.lock exists: a clean would refuse
     refuse: str | None = None
     norepo: str | None = None
+
+
+def parse_snapshots(path: str, text: str) -> tuple[Snapshot, list[Snapshot]]:
+    """A plan of a repository (``WORKTREE`` ``*``): the tree at ``path``, then each linked
+    worktree's, which share its remote and its backup branches."""
+    sections: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.startswith("worktree="):
+            sections.append([])
+        sections[-1].append(line)
+    main = parse_snapshot(path, "\n".join(sections[0]))
+    linked = []
+    for lines in sections[1:]:
+        snap = parse_snapshot(path, "\n".join(lines))
+        snap.path = snap.top or snap.missing or path
+        snap.remote, snap.refs = main.remote, main.refs
+        linked.append(snap)
+    return main, linked
 
 
 def parse_snapshot(path: str, text: str) -> Snapshot:
@@ -56,8 +81,9 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
         if not sep:
             continue
         if key == "ref":
-            ref, commit, tree, itree = value.split(" ")
-            snap.refs.append(BackupRef(ref, commit, tree, None if itree == "-" else itree))
+            ref, commit, tree, itree, *ftree = value.split(" ")
+            flags = ftree[0] if ftree and ftree[0] != "-" else None
+            snap.refs.append(BackupRef(ref, commit, tree, None if itree == "-" else itree, flags))
         elif key == "unkept":
             snap.unkept.append(value)
         elif key == "publish":
@@ -65,9 +91,15 @@ def parse_snapshot(path: str, text: str) -> Snapshot:
             snap.publish.append((int(size) if size.isdigit() else -1, name))
         elif key == "journal":
             snap.journal.append(value)
+        elif key == "clean_way":
+            snap.clean_way.append(value)
         elif key in ("top", "remote", "head", "branch", "tree", "head_tree", "index_tree",
-                     "refuse", "norepo"):
+                     "flags_tree", "refuse", "norepo", "worktree", "missing", "index_lock"):
             setattr(snap, key, value or None)
+        elif key == "locked":
+            snap.locked = value.strip()
+        elif key == "error" and snap.refuse is None:
+            snap.refuse = f"snapshot failed: {value}"
         elif key == "detached":
             snap.detached = value == "1"
         elif key == "mode":

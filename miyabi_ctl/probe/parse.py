@@ -13,7 +13,7 @@ import re
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.probe.activity import add_activity
 from miyabi_ctl.probe.agents import ProcessFacts, ProcessLine, find_sessions, parse_ps_line
-from miyabi_ctl.probe.report import ProbeReport, RepoState
+from miyabi_ctl.probe.report import ProbeReport, RepoState, WorktreeState
 from miyabi_ctl.remote import key_values
 
 PROBE_FORMAT = "1"
@@ -203,6 +203,7 @@ def _fill_repo(report: ProbeReport, sections: dict[str, list[str]]) -> None:
     if values.get("main_ab"):
         ahead, behind = (int(x) for x in values["main_ab"].split())
         repo.main_ahead, repo.main_behind = ahead, behind
+    repo.worktree_list = parse_worktrees(sections.get("worktrees", []))
     report.repo = repo
     status = sections.get("status", [])
     rc = _int((sections.get("status_rc") or ["0"])[0])
@@ -242,3 +243,33 @@ def apply_porcelain_v2(repo: RepoState, lines: list[str]) -> None:
             untracked += 1
     repo.staged, repo.unstaged = staged, unstaged
     repo.untracked, repo.conflicted, repo.uncommitted = untracked, conflicted, entries
+
+
+def parse_worktrees(lines: list[str]) -> list[WorktreeState]:
+    """The ``@@worktrees`` section: ``w<name>`` then ``p`` path, ``h`` HEAD, ``l`` lock reason,
+    ``x`` (gone), ``u`` uncommitted files, ``e`` status's exit code (124, 142: timed out)."""
+    found: list[WorktreeState] = []
+    for line in lines:
+        tag, value = line[:1], line[1:]
+        if tag == "w":
+            found.append(WorktreeState(value))
+        elif not found:
+            continue
+        wt = found[-1]
+        if tag == "p":
+            wt.path = value
+        elif tag == "h":
+            if value.startswith("ref: refs/heads/"):
+                wt.branch = value.removeprefix("ref: refs/heads/")
+            elif not value.startswith("ref: "):
+                wt.head = value
+        elif tag == "l":
+            wt.locked = value
+        elif tag == "x":
+            wt.missing = True
+        elif tag == "u":
+            wt.uncommitted = _int(value)
+        elif tag == "e":
+            wt.error = "git status timed out" if value in ("124", "142") \
+                else f"git status failed (exit {value})"
+    return found

@@ -299,6 +299,42 @@ else
     [ -d "$dir" ] && worktrees=$((worktrees + 1))
   done
   echo "worktrees=$worktrees"
+  # Each linked worktree: w name, p path, h HEAD (as its file holds it), l lock reason, x its
+  # directory is gone, u uncommitted files (porcelain lines: names with newlines are quoted), e
+  # status failed (124: timed out). Read from its admin directory; one bounded status each.
+  if [ "$worktrees" -gt 1 ]; then
+    echo "@@worktrees"
+    for dir in "$common"/worktrees/*/; do
+      dir=${dir%/}
+      [ -f "$dir/gitdir" ] || continue
+      echo "w${dir##*/}"
+      read -r wt <"$dir/gitdir"
+      case $wt in /*) ;; *) wt=$dir/$wt ;; esac
+      wt=${wt%/.git}
+      echo "p$wt"
+      read -r h 2>/dev/null <"$dir/HEAD" && echo "h$h"
+      if [ -f "$dir/locked" ]; then
+        reason=
+        while IFS= read -r line; do reason="$reason${reason:+ }$line"; done <"$dir/locked"
+        echo "l$reason"
+      fi
+      [ -d "$wt" ] || { echo "x"; continue; }
+      if have timeout; then
+        out=$(timeout "$git_timeout" git -C "$wt" --no-optional-locks status --porcelain --untracked-files=all 2>/dev/null)
+      else
+        out=$(git -C "$wt" --no-optional-locks status --porcelain --untracked-files=all 2>/dev/null)
+      fi
+      rc=$?
+      if [ "$rc" != 0 ]; then echo "e$rc"; continue; fi
+      n=0
+      if [ -n "$out" ]; then
+        while IFS= read -r _; do n=$((n + 1)); done <<LINES
+$out
+LINES
+      fi
+      echo "u$n"
+    done
+  fi
   echo "@@status"
   # A slow `git status` (huge tree, cold cache) is bounded, and reported as such.
   if have timeout; then

@@ -8,6 +8,23 @@ from miyabi_ctl.probe.agents import AgentSession
 
 
 @dataclass
+class WorktreeState:
+    """One linked worktree of the repository (``git worktree add``, the agents' ``issue/N``)."""
+
+    name: str
+    path: str = ""
+    branch: str | None = None
+    head: str | None = None  # the commit of a detached HEAD
+    locked: str | None = None  # the lock's reason ("" when it gives none)
+    missing: bool = False  # its directory is gone (moved, deleted, not mounted)
+    uncommitted: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+@dataclass
 class RepoState:
     """The git state of the fleet's repository on one host. Counts are None when unknown."""
 
@@ -28,6 +45,12 @@ class RepoState:
     uncommitted: int | None = None
     stashes: int | None = None
     worktrees: int | None = None
+    worktree_list: list[WorktreeState] = field(default_factory=list)  # the linked ones
+
+    @property
+    def worktrees_uncommitted(self) -> int:
+        """Uncommitted files in the linked worktrees, all together (those that could be read)."""
+        return sum(w.uncommitted or 0 for w in self.worktree_list)
 
     @property
     def detached(self) -> bool:

@@ -67,3 +67,36 @@ in_the_way() {
         done
       done' sh "$1" | tr '\n\0' '?\n' | sort -u
 }
+
+# Why a push failed, in the remote's words: the refused ref's reason from `push --porcelain`'s
+# listing (OUT), and what the remote itself said (`remote:` lines: a hook's message), else the
+# last line git printed (ERR).
+push_error() {
+  why=$(grep '^!' "$1" 2>/dev/null | cut -f3 | head -n 1)
+  said=$(sed -n 's/^remote: *//p' "$2" 2>/dev/null | grep -v '^ *$' | tail -n 5 | tr '\n' ' ')
+  [ -n "$why" ] || why=$(grep -v '^ *$' "$2" 2>/dev/null | grep -v '^remote:' | tail -n 1)
+  printf '%s' "${why:-the push failed}${said:+; the remote said: ${said% }}"
+}
+
+# Remove the temporary directories (`miyabi-KIND.PID.XXXXXX`) that runs killed before their own
+# cleanup left: ours, and whose process is gone. A live run's, or another user's, stay.
+sweep_tmp() {
+  for d in "${TMPDIR:-/tmp}"/miyabi-*.[0-9]*.??????; do
+    [ -O "$d" ] || continue
+    p=${d%.*}
+    p=${p##*.}
+    case $p in ''|*[!0-9]*) continue ;; esac
+    [ "$p" = "$$" ] || kill -0 "$p" 2>/dev/null || rm -rf "$d"
+  done
+}
+
+# `no space left on the device of DIR: ` for the first DIR whose file system has no space left
+# (df's available blocks: 0); nothing otherwise. Words for a failure a full disk may explain.
+no_space_on() {
+  for d do
+    [ -n "$d" ] || continue
+    [ "$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 { print $4 }')" = 0 ] &&
+      { printf 'no space left on the device of %s: ' "$d"; return 0; }
+  done
+  return 0
+}

@@ -23,21 +23,26 @@ COMMAND = "sh -s"
 
 @dataclass(frozen=True)
 class Script:
-    """A ``.sh`` file shipped in a package of miyabi_ctl, e.g. ``Script("probe", "probe.sh")``."""
+    """A ``.sh`` file shipped in a package of miyabi_ctl, e.g. ``Script("probe", "probe.sh")``.
+
+    ``uses``: shell libraries of the same package (functions only, one job each) sent between
+    ``lib.sh`` and the script, e.g. ``Script("phase0", "backup.sh", uses=("snapshot.sh",))``."""
 
     package: str
     name: str
+    uses: tuple[str, ...] = ()
 
     def text(self) -> str:
-        return _load(self.package, self.name)
+        return _load(self.package, self.name, self.uses)
 
 
 @cache
-def _load(package: str, name: str) -> str:
+def _load(package: str, name: str, uses: tuple[str, ...] = ()) -> str:
     def read(pkg: str, file: str) -> str:
         return resources.files(f"miyabi_ctl.{pkg}").joinpath(file).read_text(encoding="utf-8")
 
-    return read("remote", "lib.sh") + "\n" + read(package, name)
+    parts = [read("remote", "lib.sh"), *(read(package, lib) for lib in uses), read(package, name)]
+    return "\n".join(parts)
 
 
 WATCHDOG = (

@@ -82,7 +82,8 @@ def repo_json(repo: RepoState) -> dict[str, Any]:
     keys = ("path", "branch", "head", "head_subject", "head_time", "upstream", "ahead", "behind",
             "main_ahead", "main_behind", "staged", "unstaged", "untracked", "conflicted",
             "uncommitted", "stashes", "worktrees")
-    return {k: getattr(repo, k) for k in keys}
+    return {**{k: getattr(repo, k) for k in keys},
+            "worktree_list": [w.to_json() for w in repo.worktree_list]}
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -160,7 +161,10 @@ def _count(agent: str) -> Callable[[HostStatus], str]:
 
 def _uncommitted(host: HostStatus) -> str:
     repo = host.report.repo if host.report else None
-    return "" if repo is None or repo.uncommitted is None else str(repo.uncommitted)
+    if repo is None or repo.uncommitted is None:
+        return ""
+    linked = repo.worktrees_uncommitted  # in the linked worktrees (status --json: each)
+    return str(repo.uncommitted) + (f" +{linked} wt" if linked else "")
 
 
 def _drift(host: HostStatus) -> str:

@@ -8,10 +8,16 @@ HEAD, every ref and the stash. ``lost(before, repo, backups=...)`` then names ev
 backups (same bytes at the same path): the list a test asserts is empty. Modes, empty
 directories and FIFOs are compared only on disk (git keeps none of them); ``unkept`` lists those
 the backup could not hold, for the tests that check the plan says so.
+
+``changes(before, after)`` is the stricter comparison for steps that must change nothing at all
+(a plan): besides the above it compares every path's mtime, the index's flags (skip-worktree,
+assume-unchanged, intent-to-add) and every file of the git directory (loose objects and packs
+with their mtimes, FETCH_HEAD, refs, the index file, logs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -48,6 +54,9 @@ class Inventory:
     refs: dict[str, str] = field(default_factory=dict)
     stash: list[str] = field(default_factory=list)
     git_dir: Path | None = None
+    mtimes: dict[str, int] = field(default_factory=dict)  # work tree path -> mtime (ns)
+    ita: set[str] = field(default_factory=set)  # intent-to-add entries
+    git_files: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # size, mtime, sha
 
     def commits(self) -> set[str]:
         """Every commit a ref, HEAD or the stash held."""
@@ -70,8 +79,9 @@ def _entry(path: Path) -> Entry:
     return Entry("other", mode)
 
 
-def walk(root: Path) -> dict[str, Entry]:
-    """Every path under root except root/.git, without following symlinks."""
+def walk(root: Path, mtimes: dict[str, int] | None = None) -> dict[str, Entry]:
+    """Every path under root except root/.git, without following symlinks; ``mtimes`` gets
+    each one's mtime."""
     found: dict[str, Entry] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
@@ -81,12 +91,29 @@ def walk(root: Path) -> dict[str, Entry]:
         for name in [*dirnames, *filenames]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             found[rel] = _entry(Path(dirpath) / name)
+            if mtimes is not None:
+                mtimes[rel] = (Path(dirpath) / name).lstat().st_mtime_ns
+    return found
+
+
+def git_dir_files(common: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file of a repository's git directory (linked worktrees' admin directories
+    included): size, mtime in ns, and a hash of its bytes."""
+    found: dict[str, tuple[int, int, str]] = {}
+    for dirpath, _dirnames, filenames in os.walk(common):
+        for name in filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            digest = (hashlib.sha1(path.read_bytes()).hexdigest()
+                      if stat.S_ISREG(st.st_mode) else "")
+            found[str(path.relative_to(common))] = (st.st_size, st.st_mtime_ns, digest)
     return found
 
 
 def take(repo: Path | str, git_dir: Path | None = None) -> Inventory:
     root = Path(repo)
-    inv = Inventory(root, walk(root), git_dir=git_dir)
+    inv = Inventory(root, {}, git_dir=git_dir)
+    inv.paths = walk(root, inv.mtimes)
 
     def git(*args: str, check: bool = True) -> bytes:
         return globals()["git"](root, *args, check=check, git_dir=git_dir)
@@ -102,6 +129,12 @@ def take(repo: Path | str, git_dir: Path | None = None) -> Inventory:
         name, sha = line.split(" ")
         inv.refs[name] = sha
     inv.stash = git("log", "-g", "--format=%H", "refs/stash", check=False).decode().split()
+    for raw in git("diff-files", "-z", "--name-only", "--diff-filter=A").split(b"\0"):
+        if raw:
+            inv.ita.add(raw.decode("utf-8", "surrogateescape"))
+    common = git_dir.parent.parent if git_dir is not None else root / ".git"
+    if common.is_dir():
+        inv.git_files = git_dir_files(common)
     return inv
 
 
@@ -149,10 +182,50 @@ def disk_changes(before: dict[str, Stamp], after: dict[str, Stamp]) -> list[str]
     return changes
 
 
+def index_changes(before: Inventory, after: Inventory) -> list[str]:
+    """How the index differs: entries (flag tag, mode, blob) and intent-to-add marks."""
+    found = []
+    old, new = {e[3]: e[:3] for e in before.index}, {e[3]: e[:3] for e in after.index}
+    for path in sorted(set(old) | set(new)):
+        if old.get(path) != new.get(path):
+            found.append(f"index {path!r}: {old.get(path)} -> {new.get(path)}")
+    for path in sorted(before.ita ^ after.ita):
+        found.append(f"intent-to-add {path!r}: {path in before.ita} -> {path in after.ita}")
+    return found
+
+
+def changes(before: Inventory, after: Inventory) -> list[str]:
+    """Everything that differs between two inventories of the same tree, mtimes and the git
+    directory's files included: the list a step that must change nothing asserts is empty."""
+    found: list[str] = []
+
+    def compare(what: str, old: dict, new: dict) -> None:
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                found.append(f"{what} {key}: {old.get(key)!r} -> {new.get(key)!r}")
+
+    compare("path", before.paths, after.paths)
+    compare("mtime", before.mtimes, after.mtimes)
+    compare("index", {e[3]: e[:3] for e in before.index}, {e[3]: e[:3] for e in after.index})
+    compare("ita", dict.fromkeys(before.ita, 1), dict.fromkeys(after.ita, 1))
+    compare("ref", {"HEAD": before.head, "HEAD@": before.head_ref, **before.refs},
+            {"HEAD": after.head, "HEAD@": after.head_ref, **after.refs})
+    compare("stash", dict(enumerate(before.stash)), dict(enumerate(after.stash)))
+    compare("git", before.git_files, after.git_files)
+    return found
+
+
 def backup_files(repo: Path | str, commit: str) -> dict[str, tuple[str, bytes]]:
     """The paths of a backup commit (its tree, and the staged tree of its second parent) with
-    mode and bytes, read from ``repo`` (an origin or the host's repository)."""
+    mode and bytes, and the index flags of its third, read from ``repo`` (an origin or the
+    host's repository)."""
     files: dict[str, tuple[str, bytes]] = {}
+    # The index's flags (third parent): `flag:KIND:PATH` for each entry it marks.
+    listing = git(repo, "ls-tree", "-r", "-z", "--name-only", f"{commit}^3", check=False)
+    for raw in listing.split(b"\0"):
+        if raw:
+            kind, _, path = raw.decode("utf-8", "surrogateescape").partition("/")
+            files[f"flag:{kind}:{path}"] = ("", b"")
     for tree in (commit, f"{commit}^2"):
         listing = git(repo, "ls-tree", "-r", "-z", tree, check=False)
         for raw in listing.split(b"\0"):
@@ -203,6 +276,10 @@ def lost(before: Inventory, root: Path | str | None = None, *,
                  if (root / ".git").exists() else set())
     for _tag, mode, sha, path in before.index:
         if mode == "160000" or (sha, path) in index_now:
+            continue
+        if path in before.ita:  # no staged content: the mark itself must be kept
+            if not any(f"flag:intent-to-add:{path}" in b for b in backups):
+                problems.append(f"lost intent-to-add {path}")
             continue
         if any(f"index:{path}:{sha}" in b for b in backups):
             continue

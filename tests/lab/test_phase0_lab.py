@@ -225,10 +225,10 @@ def test_backup_plan_apply_idempotent_clean_restore(p0: P0, state: Path) -> None
     assert manifest(majin.repo) == files_late
     assert git("show", ":src/app.py", cwd=majin.repo) == "print('staged version')\n"
     assert repo_state(majin.repo)["ls_files"] == state_late["ls_files"]
-    # ... and refuses on a dirty tree.
-    refused_restore = cli("phase0", "restore", "p0-majin", second, "--fleet", str(fleet),
-                          state=state)
-    assert refused_restore.returncode == 1 and "uncommitted changes" in refused_restore.stdout
+    # ... and a second time is harmless: everything is there already, nothing is written.
+    again = cli("phase0", "restore", "p0-majin", second, "--fleet", str(fleet), state=state)
+    assert again.returncode == 0 and "were already there" in again.stdout, again.stdout
+    assert manifest(majin.repo) == files_late
 
     log = cli("audit", "--json", state=state)
     actions = [(e["action"], e["result"]) for e in json.loads(log.stdout)["entries"]]

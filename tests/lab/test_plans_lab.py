@@ -82,10 +82,7 @@ COMMANDS = {
     "assign": ("assign", "62", "pl-b"),
     "runs": ("runs",),
     "runs --json": ("runs", "--json"),
-    "recall": pytest.param(("recall", "61"), marks=pytest.mark.xfail(strict=True, reason=(
-        "the backup's plan (phase0/backup.sh, planned in a throw-away object directory) "
-        "rewrites the mtime of loose objects it hashes again: the phase0 part of item 6, "
-        "branch lossless; drop this mark when that lands"))),
+    "recall": ("recall", "61"),
     "recall --force": ("recall", "61", "--force"),
 }
 

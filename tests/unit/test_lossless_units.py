@@ -45,6 +45,28 @@ def test_journal_cleans_missing_from_the_audit_log_are_recorded_once(state: Path
     assert [json.loads(line)["recovered"] for line in logged] == [True, True]
 
 
+def test_a_clean_logged_unknown_is_settled_by_the_journal_once(state: Path) -> None:
+    from miyabi_ctl.phase0.commit_step import record_unseen_clean
+
+    # Ctrl-C: the controller logged the cleans unknown (one with its journal id, two without).
+    record_unseen_clean("h", "backup/h-1", "abc", "no exit status", path="~/repo",
+                        journal="c0ffee.1")
+    record_unseen_clean("h", "backup/h-2", "abc", "no exit status", path="~/repo")
+    record_unseen_clean("h", "backup/h-3", "abc", "no exit status", path="~/repo")
+    record_unseen_clean("h", "backup/h-9", "abc", "elsewhere", path="~/other")
+    lines = ["start c0ffee.1 1 backup/h-1 abc", "done c0ffee.1 2",
+             "start beef.3 3 backup/h-2 abc", "done beef.3 4"]
+    recorded = journal.reconcile_journal("h", "~/repo", lines)
+    assert [(e["backup"], e["result"]) for e in recorded] == [
+        ("backup/h-1", "ok"), ("backup/h-2", "ok"), ("backup/h-3", "skipped")]
+    assert "never started" in recorded[2]["error"]
+    assert journal.reconcile_journal("h", "~/repo", lines) == []
+    # A host killed mid-clean: start, no done: it stays `unknown`, logged once.
+    record_unseen_clean("h", "backup/h-4", "abc", "connection lost", path="~/repo",
+                        journal="d00d.5")
+    assert journal.reconcile_journal("h", "~/repo", ["start d00d.5 5 backup/h-4 abc"]) == []
+
+
 def test_unkept_note_names_each_path_and_what_happens_to_it() -> None:
     note = publish.unkept_note(["fifo run/pipe", "empty-dir build/out"])
     assert note == ("git cannot keep: run/pipe (fifo: not in the backup), build/out (empty dir: "
