@@ -1,0 +1,186 @@
+"""``client: openssh``: a machine reached with the system's ``ssh`` program and the operator's own
+ssh config, so everything OpenSSH can do works — host certificates, FIDO keys, ``Match``,
+agents named by ``IdentityAgent`` (1Password, Secretive), GSSAPI, ProxyCommand — with the same
+remote command (``sh -s``, values on stdin), the same timeouts and the same error kinds as the
+paramiko client. Never imports paramiko.
+
+Multiplexed: the first command to a host leaves a master connection (``ControlMaster=auto``)
+listening on miyabi-ctl's own socket under the state directory for ``ssh.control_persist``
+seconds, so the next command — the rest of a plan, the next ``--watch`` refresh, cron's next
+``check`` — costs one round trip instead of a handshake. ``close()`` leaves the master to
+ControlPersist, as ssh does; a command that times out ends it, so the next one starts afresh.
+
+ssh's own messages go to a log file of their own (``-E``), so a remote script's stderr is never
+mistaken for ssh's: exit status 255 with words in the log is ssh failing, read back as
+unreachable, auth, hostkey (``openssh_options.failure``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from miyabi_ctl.connectors import openssh_options as opts
+from miyabi_ctl.connectors.base import Host, RunResult, Warn, log_warning, unrecorded_key
+from miyabi_ctl.errors import CommandTimeout, HostError, Unreachable
+from miyabi_ctl.inventory import HostSpec, SSHSettings
+
+
+class OpenSSHHost(Host):
+    """A machine reached with the ssh program; one master connection per host, kept alive."""
+
+    def __init__(self, spec: HostSpec, settings: SSHSettings, *, warn: Warn = log_warning,
+                 program: str | None = None):
+        super().__init__(spec)
+        self.settings = settings
+        self.warn = warn
+        self.program = program or shutil.which("ssh")
+        self._argv: list[str] | None = None  # ssh and every option but the per-call ones
+        self._host_arg = ""
+        self.control_path: Path | None = None  # None: not multiplexed (control_persist: 0)
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+
+    # -- the command line, worked out once -----------------------------------------------
+
+    def _command(self) -> list[str]:
+        with self._lock:
+            if self._argv is None:
+                self._argv = self._resolve()
+            return self._argv
+
+    def _resolve(self) -> list[str]:
+        if self.program is None:
+            raise HostError(self.name, "client: openssh runs the ssh program, and there is none "
+                                       "on PATH (Debian: apt install openssh-client; Termux: "
+                                       "pkg install openssh)")
+        target, self._host_arg = opts.target_args(self.spec)
+        given = [*opts.config_args(self.settings), *target]
+        try:
+            resolved = opts.resolved_config(self.program, given, self._host_arg,
+                                            self.settings.connect_timeout)
+        except ValueError as exc:
+            raise HostError(self.name, f"ssh config: {exc}") from None
+        argv = [self.program, *given, *opts.fleet_options(self.settings, resolved)]
+        if self.settings.control_persist > 0:
+            try:
+                directory = opts.control_dir()
+            except ValueError as exc:
+                raise HostError(self.name, str(exc)) from None
+            self.control_path = opts.control_path(directory, [*argv, self._host_arg])
+            argv += ["-o", "ControlMaster=auto",
+                     "-o", "ControlPath=" + str(self.control_path).replace("%", "%%"),
+                     "-o", f"ControlPersist={max(1, round(self.settings.control_persist))}"]
+        else:
+            argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        return argv
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _run(self, command: str, stdin: str | None, timeout: float | None) -> RunResult:
+        limit = timeout or self.settings.command_timeout
+        started = time.monotonic()
+        argv = self._command()
+        warm = self.control_path is not None and master_listening(self.control_path)
+        # A master already made has paid for the connection; otherwise this command connects.
+        budget = limit + (0.0 if warm else self.settings.connect_timeout) + 1.0
+        log_dir = self.control_path.parent if self.control_path else None
+        fd, log_name = tempfile.mkstemp(prefix="log-", dir=log_dir)
+        os.close(fd)
+        log = Path(log_name)
+        try:
+            with tempfile.TemporaryFile() as err:
+                code, out = self._call([*argv, "-E", log_name, "--", self._host_arg, command],
+                                       stdin, err, budget, limit, warm)
+                err.seek(0)
+                stderr = err.read()
+            said = log.read_text(errors="replace")
+        finally:
+            log.unlink(missing_ok=True)
+        if code == 255 and opts.ssh_words(said):
+            raise opts.failure(self.name, said)
+        if code < 0:
+            raise Unreachable(self.name, f"ssh was ended by signal {-code}")
+        for path in opts.unrecorded_files(said):
+            self.warn(unrecorded_key(self.name, path, "ssh could not write it"))
+        return RunResult(self.name, command, code, out.decode(errors="replace"),
+                         stderr.decode(errors="replace"), time.monotonic() - started)
+
+    def _call(self, argv: list[str], stdin: str | None, err: object, budget: float,
+              limit: float, warm: bool) -> tuple[int, bytes]:
+        """Run ssh within ``budget``; past it, end it and say which step did not finish."""
+        # stderr to a file, not a pipe: a ProxyCommand started by a new master inherits it
+        # and lives as long as the master, so a pipe would not see its end for a minute.
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else
+                                subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                                start_new_session=True)
+        with self._lock:
+            self._running.add(proc)
+        try:
+            out, _ = proc.communicate(stdin.encode() if stdin is not None else None,
+                                      timeout=budget)
+        except subprocess.TimeoutExpired:
+            _end_group(proc)
+            if warm or (self.control_path is not None and master_listening(self.control_path)):
+                self.end_master()  # a connection that let a command hang is not reused
+                raise CommandTimeout(self.name, f"command timed out after {limit:g}s") from None
+            if self.control_path is not None:  # no master: ssh never finished connecting
+                raise Unreachable(self.name, "no SSH session within the connect timeout "
+                                             f"({self.settings.connect_timeout:g}s)") from None
+            raise CommandTimeout(self.name, f"no answer within {budget:g}s (connect and "
+                                            "command)") from None
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        return proc.returncode, out
+
+    def close(self) -> None:
+        """End the ssh processes still running (a fleet deadline passed). The master connection
+        stays for ControlPersist seconds, for the next command."""
+        with self._lock:
+            running = list(self._running)
+        for proc in running:  # the worker waiting on it sees it end
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def end_master(self) -> None:
+        """Ask this host's master connection, if any, to exit now."""
+        if self.control_path is None or self.program is None:
+            return
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run([self.program, "-F", "none", "-o",
+                            "ControlPath=" + str(self.control_path).replace("%", "%%"),
+                            "-O", "exit", "--", self._host_arg or self.name],
+                           capture_output=True, timeout=5, stdin=subprocess.DEVNULL)
+
+
+def master_listening(path: Path) -> bool:
+    """Is a master connection listening on ``path``? (A socket file left by a master that died
+    refuses; ssh then replaces it.)"""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """TERM ssh's process group (ssh, and a ProxyCommand it started), then KILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
