@@ -89,9 +89,6 @@ class OpenSSHHost(Host):
         limit = timeout or self.settings.command_timeout
         started = time.monotonic()
         argv = self._command()
-        warm = self.control_path is not None and master_listening(self.control_path)
-        # A master already made has paid for the connection; otherwise this command connects.
-        budget = limit + (0.0 if warm else self.settings.connect_timeout) + 1.0
         log_dir = self.control_path.parent if self.control_path else None
         fd, log_name = tempfile.mkstemp(prefix="log-", dir=log_dir)
         os.close(fd)
@@ -99,7 +96,7 @@ class OpenSSHHost(Host):
         try:
             with tempfile.TemporaryFile() as err:
                 code, out = self._call([*argv, "-E", log_name, "--", self._host_arg, command],
-                                       stdin, err, budget, limit, warm)
+                                       stdin, err, limit, log)
                 err.seek(0)
                 stderr = err.read()
             said = log.read_text(errors="replace")
@@ -114,9 +111,11 @@ class OpenSSHHost(Host):
         return RunResult(self.name, command, code, out.decode(errors="replace"),
                          stderr.decode(errors="replace"), time.monotonic() - started)
 
-    def _call(self, argv: list[str], stdin: str | None, err: object, budget: float,
-              limit: float, warm: bool) -> tuple[int, bytes]:
-        """Run ssh within ``budget``; past it, end it and say which step did not finish."""
+    def _call(self, argv: list[str], stdin: str | None, err: object, limit: float,
+              log: Path) -> tuple[int, bytes]:
+        """Run ssh: the connection within the connect timeout, the command within ``limit``
+        from when the connection is there — the master's socket listening, which is also how a
+        command that overran is told from a host that never let us in."""
         # stderr to a file, not a pipe: a ProxyCommand started by a new master inherits it
         # and lives as long as the master, so a pipe would not see its end for a minute.
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else
@@ -124,23 +123,40 @@ class OpenSSHHost(Host):
                                 start_new_session=True)
         with self._lock:
             self._running.add(proc)
+        now = started = time.monotonic()
+        multiplexed = self.control_path is not None
+        connected = now if multiplexed and master_listening(self.control_path) else None
+        if not multiplexed:  # no socket to watch: connection and command share one budget
+            limit += self.settings.connect_timeout
+            connected = now
+        feed = stdin.encode() if stdin is not None else None
         try:
-            out, _ = proc.communicate(stdin.encode() if stdin is not None else None,
-                                      timeout=budget)
-        except subprocess.TimeoutExpired:
-            _end_group(proc)
-            if warm or (self.control_path is not None and master_listening(self.control_path)):
-                self.end_master()  # a connection that let a command hang is not reused
-                raise CommandTimeout(self.name, f"command timed out after {limit:g}s") from None
-            if self.control_path is not None:  # no master: ssh never finished connecting
-                raise Unreachable(self.name, "no SSH session within the connect timeout "
-                                             f"({self.settings.connect_timeout:g}s)") from None
-            raise CommandTimeout(self.name, f"no answer within {budget:g}s (connect and "
-                                            "command)") from None
+            while True:
+                waiting = connected is None
+                try:
+                    out, _ = proc.communicate(feed, timeout=0.05 if waiting else
+                                              max(0.0, connected + limit - now))
+                    return proc.returncode, out
+                except subprocess.TimeoutExpired:
+                    feed = None  # sent (Popen keeps sending it); never twice
+                now = time.monotonic()
+                if waiting and self.control_path and master_listening(self.control_path):
+                    connected = now
+                elif waiting and "disabling multiplexing" in log.read_text(errors="replace"):
+                    # ssh could not make its socket and connects without one: as unmultiplexed
+                    connected, limit = started, limit + self.settings.connect_timeout
+                elif waiting and now - started > self.settings.connect_timeout:
+                    _end_group(proc)
+                    raise Unreachable(self.name, "no SSH session within the connect timeout "
+                                                 f"({self.settings.connect_timeout:g}s)")
+                elif not waiting and now >= connected + limit:
+                    _end_group(proc)
+                    if multiplexed:
+                        self.end_master()  # a connection that let a command hang is not reused
+                    raise CommandTimeout(self.name, f"command timed out after {limit:g}s")
         finally:
             with self._lock:
                 self._running.discard(proc)
-        return proc.returncode, out
 
     def close(self) -> None:
         """End the ssh processes still running (a fleet deadline passed). The master connection

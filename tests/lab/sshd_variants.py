@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.lab.harness import HostSetup, LabHost, _git, _run
 
@@ -170,3 +173,24 @@ def ssh_reaches(config: Path, alias: str, *extra: str,
     return subprocess.run(["ssh", "-F", str(config), *extra, alias, "echo reached"],
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(name="state")
+def masters_state(tmp_path: Path) -> Iterator[Path]:
+    """The controller's state directory (MIYABI_STATE_DIR for the CLI run in the test); the ssh
+    master connections client: openssh opened under it are ended when the test ends (they would
+    otherwise stay ControlPersist seconds)."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    yield directory
+    end_masters(directory)
+
+
+def end_masters(state: Path) -> None:
+    """``ssh -O exit`` every master connection listening in ``state``'s socket directory."""
+    from miyabi_ctl.connectors.openssh_options import control_dir
+
+    for sock in control_dir(state).glob("*"):
+        if sock.is_socket():
+            subprocess.run(["ssh", "-F", "none", "-o", f"ControlPath={sock}", "-O", "exit", "x"],
+                           capture_output=True, timeout=10)

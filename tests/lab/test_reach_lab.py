@@ -14,13 +14,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.lab.delay_proxy import DelayProxy
 from tests.lab.harness import Lab, LabHost
 from tests.lab.sshd_variants import (
     INNER_USER,
@@ -28,7 +28,9 @@ from tests.lab.sshd_variants import (
     NoneAuthSetup,
     Relay,
     UserCertSetup,
+    end_masters,
     keygen,
+    masters_state,  # noqa: F401  (the fixture `state`)
     sign,
     ssh_reaches,
 )
@@ -162,34 +164,6 @@ def status_of(fleet: Path, state: Path) -> tuple[dict, subprocess.CompletedProce
     return json.loads(proc.stdout)["hosts"][0], proc
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[Path]:
-    """The controller's state directory; the ssh master connections opened under it are ended
-    when the test ends (they would otherwise persist ControlPersist seconds)."""
-    directory = tmp_path / "state"
-    directory.mkdir()
-    yield directory
-    end_masters(directory)
-
-
-def end_masters(state: Path) -> None:
-    from miyabi_ctl.connectors.openssh_options import control_dir
-
-    previous = os.environ.get("MIYABI_STATE_DIR")
-    os.environ["MIYABI_STATE_DIR"] = str(state)
-    try:
-        directory = control_dir()
-    finally:
-        if previous is None:
-            del os.environ["MIYABI_STATE_DIR"]
-        else:
-            os.environ["MIYABI_STATE_DIR"] = previous
-    for sock in directory.glob("*"):
-        if sock.is_socket():
-            subprocess.run(["ssh", "-F", "none", "-o", f"ControlPath={sock}", "-O", "exit", "x"],
-                           capture_output=True, timeout=10)
-
-
 @pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_reaches_what_ssh_reaches(case: Case, client: str, reach: Reach, tmp_path: Path,
@@ -296,3 +270,68 @@ def test_an_unwritable_known_hosts_is_a_warning_in_words_as_with_ssh(
                                   f"{known}"), proc.stderr
     assert proc.stderr.count("\n") == 1  # one line, said once
     assert known.read_text() == ""
+
+
+@pytest.mark.parametrize(("client", "connections"), [("openssh", 1), ("paramiko", 3)])
+def test_openssh_keeps_one_connection_over_a_slow_link(client: str, connections: int,
+                                                       reach: Reach, tmp_path: Path,
+                                                       state: Path) -> None:
+    """Three commands in a row, as cron's checks or --watch: client: openssh makes one SSH
+    connection (its master) and runs the other two over it; paramiko connects each time."""
+    with DelayProxy((reach.plain.address, 22), rtt=0.1) as slow:
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{slow.port} {reach.plain.host_pub}\n")
+        config = write_config(tmp_path, reach.plain, [
+            "HostName 127.0.0.1", f"Port {slow.port}", f"IdentityFile {reach.lab.client_key}"],
+            known)
+        fleet = write_fleet(tmp_path, config, known, client)
+        for _ in range(3):
+            ours, _ = status_of(fleet, state)
+            assert ours["reachable"], ours["error"]
+        assert slow.connections == connections
+        assert ssh_reaches(config, "target").returncode == 0  # the link is ssh's link too
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_command_that_overruns_is_a_timeout_and_the_next_one_connects_afresh(
+        client: str, reach: Reach, tmp_path: Path, state: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from miyabi_ctl.errors import CommandTimeout
+    from miyabi_ctl.fleet import Fleet
+    from miyabi_ctl.inventory import load_inventory
+    from miyabi_ctl.remote.runner import run_script
+
+    monkeypatch.setenv("MIYABI_STATE_DIR", str(state))
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{reach.plain.address} {reach.plain.host_pub}\n")
+    config = write_config(tmp_path, reach.plain, [f"IdentityFile {reach.lab.client_key}"], known)
+    with Fleet(load_inventory(str(write_fleet(tmp_path, config, known, client)))) as fleet:
+        host = fleet.hosts[0]
+        assert run_script(host, 'printf "%s|" "$@"', "a b", "it's", "$(x)").stdout == \
+            "a b|it's|$(x)|"
+        started = time.monotonic()
+        with pytest.raises(CommandTimeout, match="timed out after 2s"):
+            run_script(host, "sleep 30", timeout=2, end_on_timeout=True)
+        assert time.monotonic() - started < 6
+        assert run_script(host, "echo again").stdout == "again\n"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_host_that_never_speaks_ssh_is_unreachable_within_the_connect_timeout(
+        client: str, tmp_path: Path, state: Path) -> None:
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never says a word
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump({
+        "ssh": {"config": None, "known_hosts": str(known), "connect_timeout": 2,
+                "client": client},
+        "hosts": {"hung": {"ssh": f"root@127.0.0.1:{listener.getsockname()[1]}"}}}))
+    started = time.monotonic()
+    with listener:
+        ours, proc = status_of(fleet, state)
+    assert time.monotonic() - started < 10
+    assert not ours["reachable"] and ours["error_kind"] == "unreachable", ours["error"]
+    assert proc.stderr == ""
