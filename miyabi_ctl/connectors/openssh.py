@@ -58,30 +58,39 @@ class OpenSSHHost(Host):
             return self._argv
 
     def _resolve(self) -> list[str]:
+        """ssh's command line for this host. With a master listening, the one it was made with
+        (saved beside its socket): a warm command costs no ``ssh -G``."""
         if self.program is None:
             raise HostError(self.name, "client: openssh runs the ssh program, and there is none "
                                        "on PATH (Debian: apt install openssh-client; Termux: "
                                        "pkg install openssh)")
         target, self._host_arg = opts.target_args(self.spec)
-        given = [*opts.config_args(self.settings), *target]
+        given = [self.program, *opts.config_args(self.settings), *target]
+        if self.settings.control_persist <= 0:
+            return [*self._options(given), "-o", "ControlMaster=no", "-o", "ControlPath=none"]
         try:
-            resolved = opts.resolved_config(self.program, given, self._host_arg,
+            directory = opts.control_dir()
+        except ValueError as exc:
+            raise HostError(self.name, str(exc)) from None
+        self.control_path = opts.control_path(
+            directory, opts.identity(self.settings, given, self._host_arg))
+        saved = opts.saved_command(self.control_path)
+        if saved is not None and master_listening(self.control_path):
+            return saved
+        argv = [*self._options(given), "-o", "ControlMaster=auto",
+                "-o", "ControlPath=" + str(self.control_path).replace("%", "%%"),
+                "-o", f"ControlPersist={max(1, round(self.settings.control_persist))}"]
+        opts.save_command(self.control_path, argv)
+        return argv
+
+    def _options(self, given: list[str]) -> list[str]:
+        """``given`` and fleet.yaml's settings as ssh options, after ``ssh -G``."""
+        try:
+            resolved = opts.resolved_config(given[0], given[1:], self._host_arg,
                                             self.settings.connect_timeout)
         except ValueError as exc:
             raise HostError(self.name, f"ssh config: {exc}") from None
-        argv = [self.program, *given, *opts.fleet_options(self.settings, resolved)]
-        if self.settings.control_persist > 0:
-            try:
-                directory = opts.control_dir()
-            except ValueError as exc:
-                raise HostError(self.name, str(exc)) from None
-            self.control_path = opts.control_path(directory, [*argv, self._host_arg])
-            argv += ["-o", "ControlMaster=auto",
-                     "-o", "ControlPath=" + str(self.control_path).replace("%", "%%"),
-                     "-o", f"ControlPersist={max(1, round(self.settings.control_persist))}"]
-        else:
-            argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        return argv
+        return [*given, *opts.fleet_options(self.settings, resolved)]
 
     # -- commands ------------------------------------------------------------------------
 
@@ -176,6 +185,25 @@ class OpenSSHHost(Host):
                             "ControlPath=" + str(self.control_path).replace("%", "%%"),
                             "-O", "exit", "--", self._host_arg or self.name],
                            capture_output=True, timeout=5, stdin=subprocess.DEVNULL)
+
+
+def end_masters(state: Path | None = None, program: str = "ssh") -> int:
+    """Ask every master connection of this controller (or of the state directory ``state``) to
+    exit now, rather than when ControlPersist runs out; how many there were."""
+    try:
+        directory = opts.control_dir(state)
+    except ValueError:
+        return 0
+    ended = 0
+    for sock in directory.iterdir():
+        if sock.is_socket() and master_listening(sock):
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run([program, "-F", "none", "-o",
+                                "ControlPath=" + str(sock).replace("%", "%%"), "-O", "exit",
+                                "--", "master"], capture_output=True, timeout=5,
+                               stdin=subprocess.DEVNULL)
+                ended += 1
+    return ended
 
 
 def master_listening(path: Path) -> bool:

@@ -14,6 +14,7 @@ GSSAPI — is the user's ssh config, read by ssh itself.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -127,10 +128,45 @@ def control_dir(directory: Path | None = None) -> Path:
     return path
 
 
-def control_path(directory: Path, argv: list[str]) -> Path:
+def identity(settings: SSHSettings, given: list[str], host: str) -> list[str]:
+    """Everything that decides how a host is reached and its key judged: ssh, the config file
+    (and when it last changed: an edit takes effect at once, with a new master), the target,
+    fleet.yaml's host-key settings."""
+    config = (given[given.index("-F") + 1] if "-F" in given
+              else str(Path(DEFAULT_CONFIG).expanduser()))
+    try:
+        changed = str(os.stat(config).st_mtime_ns)
+    except OSError:
+        changed = "-"
+    return [*given, host, changed, str(Path(settings.known_hosts).expanduser()),
+            settings.strict_host_keys, f"{settings.connect_timeout:g}",
+            f"{settings.control_persist:g}"]
+
+
+def control_path(directory: Path, identity: list[str]) -> Path:
     """One socket per distinct way of reaching a host: a master made under other host-key
     settings or another config is never reused."""
-    return directory / hashlib.sha256("\0".join(argv).encode()).hexdigest()[:16]
+    return directory / hashlib.sha256("\0".join(identity).encode()).hexdigest()[:16]
+
+
+def saved_command(path: Path) -> list[str] | None:
+    """The ssh command line the master at ``path`` was made with, if it was saved."""
+    try:
+        argv = json.loads(Path(f"{path}.argv").read_text())
+    except (OSError, ValueError):
+        return None
+    return argv if isinstance(argv, list) and all(isinstance(a, str) for a in argv) else None
+
+
+def save_command(path: Path, argv: list[str]) -> None:
+    """Keep ``argv`` beside the socket (private directory; written whole, then renamed)."""
+    saved = Path(f"{path}.argv")
+    partial = Path(f"{path}.argv.{os.getpid()}")
+    try:
+        partial.write_text(json.dumps(argv))
+        os.replace(partial, saved)
+    except OSError:
+        partial.unlink(missing_ok=True)  # only costs an ssh -G next time
 
 
 HOSTKEY_WORDS = ("Host key verification failed", "REMOTE HOST IDENTIFICATION HAS CHANGED",

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from miyabi_ctl.connectors.openssh import end_masters
 from tests.lab.harness import HostSetup, LabHost, _git, _run
 
 INNER_USER = "tsuser"
@@ -184,13 +185,3 @@ def masters_state(tmp_path: Path) -> Iterator[Path]:
     directory.mkdir()
     yield directory
     end_masters(directory)
-
-
-def end_masters(state: Path) -> None:
-    """``ssh -O exit`` every master connection listening in ``state``'s socket directory."""
-    from miyabi_ctl.connectors.openssh_options import control_dir
-
-    for sock in control_dir(state).glob("*"):
-        if sock.is_socket():
-            subprocess.run(["ssh", "-F", "none", "-o", f"ControlPath={sock}", "-O", "exit", "x"],
-                           capture_output=True, timeout=10)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from miyabi_ctl.connectors.openssh import end_masters
 from tests.lab.delay_proxy import DelayProxy
 from tests.lab.harness import Lab, LabHost
 from tests.lab.sshd_variants import (
@@ -28,7 +29,6 @@ from tests.lab.sshd_variants import (
     NoneAuthSetup,
     Relay,
     UserCertSetup,
-    end_masters,
     keygen,
     masters_state,  # noqa: F401  (the fixture `state`)
     sign,
@@ -335,3 +335,27 @@ def test_a_host_that_never_speaks_ssh_is_unreachable_within_the_connect_timeout(
     assert time.monotonic() - started < 10
     assert not ours["reachable"] and ours["error_kind"] == "unreachable", ours["error"]
     assert proc.stderr == ""
+
+
+def test_a_warm_command_runs_one_ssh_and_a_cold_one_reads_the_config_first(
+        reach: Reach, tmp_path: Path, state: Path) -> None:
+    """The master's command line is kept beside its socket: the next command is one ssh (the
+    mux client), no ``ssh -G``; ssh's own config decides nothing new until the master ends."""
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "bin" / "ssh"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\nexec /usr/bin/ssh "$@"\n')
+    wrapper.chmod(0o755)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{reach.plain.address} {reach.plain.host_pub}\n")
+    config = write_config(tmp_path, reach.plain, [f"IdentityFile {reach.lab.client_key}"], known)
+    fleet = write_fleet(tmp_path, config, known, "openssh")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MIYABI_STATE_DIR": str(state),
+           "PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "miyabi_ctl", "status", "--json", "--fleet",
+                               str(fleet)], capture_output=True, text=True, timeout=60, env=env)
+        assert json.loads(proc.stdout)["hosts"][0]["reachable"], proc.stderr
+    cold, warm = calls.read_text().splitlines()[:2], calls.read_text().splitlines()[2:]
+    assert cold[0].startswith("-G ") and "-G" not in cold[1].split()
+    assert len(warm) == 1 and "-G" not in warm[0].split() and "ControlMaster=auto" in warm[0]

@@ -129,6 +129,31 @@ def test_master_sockets_live_in_a_private_directory_short_enough(tmp_path: Path)
     assert path != opts.control_path(short, ["ssh", "-o", "y", "mugen"])
 
 
+def test_a_master_is_never_reused_under_other_settings_or_an_edited_config(
+        tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text("Host mugen\n")
+    given = ["ssh", "-F", str(config)]
+    strict = SSHSettings(config=str(config))
+    first = opts.identity(strict, given, "mugen")
+    assert first == opts.identity(strict, given, "mugen")
+    assert first != opts.identity(SSHSettings(config=str(config), strict_host_keys="no"),
+                                  given, "mugen")
+    assert first != opts.identity(SSHSettings(config=str(config), known_hosts="/k"), given,
+                                  "mugen")
+    os.utime(config, ns=(1, 1))
+    assert first != opts.identity(strict, given, "mugen")
+
+
+def test_the_command_a_master_was_made_with_is_kept_beside_it(tmp_path: Path) -> None:
+    path = tmp_path / "0123456789abcdef"
+    assert opts.saved_command(path) is None
+    opts.save_command(path, ["ssh", "-o", "ControlPath=x y", "--"])
+    assert opts.saved_command(path) == ["ssh", "-o", "ControlPath=x y", "--"]
+    Path(f"{path}.argv").write_text('{"not": "a list"}')
+    assert opts.saved_command(path) is None
+
+
 def test_a_socket_directory_others_can_write_is_refused(tmp_path: Path) -> None:
     (tmp_path / "ssh").mkdir(mode=0o777)
     (tmp_path / "ssh").chmod(0o777)
