@@ -66,14 +66,17 @@ class OpenSSHHost(Host):
                                        "pkg install openssh)")
         target, self._host_arg = opts.target_args(self.spec)
         given = [self.program, *opts.config_args(self.settings), *target]
+        jump = self.spec.proxy_jump
         if self.settings.control_persist <= 0:
-            return [*self._options(given), "-o", "ControlMaster=no", "-o", "ControlPath=none"]
+            return [*self._options(given + self._jump(None)), "-o", "ControlMaster=no",
+                    "-o", "ControlPath=none"]
         try:
             directory = opts.control_dir()
         except ValueError as exc:
             raise HostError(self.name, str(exc)) from None
-        self.control_path = opts.control_path(
-            directory, opts.identity(self.settings, given, self._host_arg))
+        self.control_path = opts.control_path(directory, opts.identity(
+            self.settings, [*given, *(["-J", jump] if jump else [])], self._host_arg))
+        given += self._jump(self.jump_log)
         saved = opts.saved_command(self.control_path)
         if saved is not None and master_listening(self.control_path):
             return saved
@@ -82,6 +85,20 @@ class OpenSSHHost(Host):
                 "-o", f"ControlPersist={max(1, round(self.settings.control_persist))}"]
         opts.save_command(self.control_path, argv)
         return argv
+
+    @property
+    def jump_log(self) -> Path | None:
+        """Where the jump host's ssh writes why it failed (beside the master's socket)."""
+        return Path(f"{self.control_path}.jump") if self.control_path else None
+
+    def _jump(self, log: Path | None) -> list[str]:
+        if not self.spec.proxy_jump:
+            return []
+        try:
+            return opts.jump_option(self.program or "ssh", self.settings, self.spec.proxy_jump,
+                                    log)
+        except ValueError as exc:
+            raise HostError(self.name, str(exc)) from None
 
     def _options(self, given: list[str]) -> list[str]:
         """``given`` and fleet.yaml's settings as ssh options, after ``ssh -G``."""
@@ -111,14 +128,27 @@ class OpenSSHHost(Host):
             said = log.read_text(errors="replace")
         finally:
             log.unlink(missing_ok=True)
-        if code == 255 and opts.ssh_words(said):
-            raise opts.failure(self.name, said)
+        if code == 255 and any(not opts.benign(w) for w in opts.ssh_words(said)):
+            raise opts.failure(self.name, said, stderr.decode(errors="replace")
+                               + self._jump_said())
         if code < 0:
             raise Unreachable(self.name, f"ssh was ended by signal {-code}")
         for path in opts.unrecorded_files(said):
             self.warn(unrecorded_key(self.name, path, "ssh could not write it"))
         return RunResult(self.name, command, code, out.decode(errors="replace"),
                          stderr.decode(errors="replace"), time.monotonic() - started)
+
+    def _jump_said(self) -> str:
+        """What the jump host's ssh logged (then forgotten: the next failure has its own)."""
+        log = self.jump_log
+        if log is None or not self.spec.proxy_jump:
+            return ""
+        try:
+            said = log.read_text(errors="replace")
+            log.unlink()
+        except OSError:
+            return ""
+        return said
 
     def _call(self, argv: list[str], stdin: str | None, err: object, limit: float,
               log: Path) -> tuple[int, bytes]:

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import shlex
 import stat
 import subprocess
 import tempfile
@@ -47,18 +48,32 @@ def config_args(settings: SSHSettings) -> list[str]:
 
 
 def target_args(spec: HostSpec) -> tuple[list[str], str]:
-    """(options naming the user, port, key and jump host fleet.yaml gives, the host argument)."""
-    target = parse_target(spec.ssh or spec.name)
-    args: list[str] = []
-    if target.port:
-        args += ["-p", str(target.port)]
-    if target.user:
-        args += ["-l", target.user]
-    if spec.identity_file:
-        args += ["-i", str(Path(spec.identity_file).expanduser())]
-    if spec.proxy_jump:
-        args += ["-J", spec.proxy_jump]
-    return args, target.host
+    """(options naming the user, port and key fleet.yaml gives, the host argument)."""
+    return _address(spec.ssh or spec.name) + (
+        ["-i", str(Path(spec.identity_file).expanduser())] if spec.identity_file else []), \
+        parse_target(spec.ssh or spec.name).host
+
+
+def _address(text: str) -> list[str]:
+    target = parse_target(text)
+    return [*(["-p", str(target.port)] if target.port else []),
+            *(["-l", target.user] if target.user else [])]
+
+
+def jump_option(program: str, settings: SSHSettings, jump: str,
+                log: Path | None = None) -> list[str]:
+    """fleet.yaml's ``proxy_jump`` (one hop) as the ProxyCommand ssh's own ``-J`` would run —
+    ``ssh -W [%h]:%p JUMP`` — but with fleet.yaml's host-key settings and BatchMode, which
+    ``-J`` does not pass on: the jump host's key is judged like the host's, and never prompts.
+    ``log``: where the jump's ssh says why it failed (a master connection's ProxyCommand has
+    its stderr at /dev/null)."""
+    if "," in jump:
+        raise ValueError(f"proxy_jump {jump!r}: one hop only (a chain can be written as "
+                         "ProxyJump in the ssh config)")
+    argv = [program, *config_args(settings), *_address(jump),
+            *fleet_options(settings, {}), *(["-E", str(log)] if log else [])]
+    words = " ".join(shlex.quote(a).replace("%", "%%") for a in argv)
+    return ["-o", f"ProxyCommand={words} -W '[%h]:%p' -- {shlex.quote(parse_target(jump).host)}"]
 
 
 def resolved_config(program: str, args: list[str], host: str, timeout: float) -> dict[str, str]:
@@ -185,18 +200,26 @@ def ssh_words(log: str) -> list[str]:
             if line.strip() and not set(line.strip()) <= {"@"}]
 
 
-def failure(name: str, log: str) -> HostError:
+def failure(name: str, log: str, proxy_said: str = "") -> HostError:
     """ssh exited 255 having said ``log``: the error of the kind the paramiko client would
-    raise (hostkey, auth, unreachable; a config error is a plain HostError)."""
-    words = [w.strip("@ ").strip() for w in ssh_words(log)]
-    text = " ".join(words) or "ssh failed without saying why"
-    if any(k in text for k in HOSTKEY_WORDS):
-        return HostKeyError(name, f"ssh refused the host key: {text}")
-    if any(k in text for k in AUTH_WORDS):
-        return AuthFailed(name, f"{text} (ssh)")
-    if any(k in text for k in CONFIG_WORDS):
-        return HostError(name, f"ssh config: {text}")
-    return Unreachable(name, f"ssh: {text}")
+    raise (hostkey, auth, unreachable; a config error is a plain HostError). ``proxy_said`` is
+    what a ProxyCommand (a jump host's ssh) printed: why the connection closed under ssh."""
+    text = " ".join(w.strip("@ ").strip() for w in ssh_words(log) if not benign(w))
+    text = text or "ssh failed without saying why"
+    said = " ".join(w.strip("@ ").strip() for w in ssh_words(proxy_said))
+    for words, kind, message in ((HOSTKEY_WORDS, HostKeyError, "ssh refused the host key: {}"),
+                                 (AUTH_WORDS, AuthFailed, "{} (ssh)"),
+                                 (CONFIG_WORDS, HostError, "ssh config: {}")):
+        if any(k in text for k in words):
+            return kind(name, message.format(text))
+        if any(k in said for k in words):
+            return kind(name, message.format(f"{said} (the ProxyCommand); {text}"))
+    return Unreachable(name, f"ssh: {text}" + (f" (the ProxyCommand said: {said})" if said else ""))
+
+
+def benign(line: str) -> bool:
+    """What ssh says at INFO level on a connection that worked (accept-new's note)."""
+    return line.startswith("Warning: Permanently added") or bool(UNRECORDED.search(line))
 
 
 def unrecorded_files(log: str) -> list[str]:

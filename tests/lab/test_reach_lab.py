@@ -359,3 +359,32 @@ def test_a_warm_command_runs_one_ssh_and_a_cold_one_reads_the_config_first(
     cold, warm = calls.read_text().splitlines()[:2], calls.read_text().splitlines()[2:]
     assert cold[0].startswith("-G ") and "-G" not in cold[1].split()
     assert len(warm) == 1 and "-G" not in warm[0].split() and "ControlMaster=auto" in warm[0]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_jump_host_is_judged_by_fleet_yaml_as_the_host_is(client: str, reach: Reach,
+                                                            tmp_path: Path, state: Path) -> None:
+    """fleet.yaml's proxy_jump: the jump host's key is checked against fleet.yaml's known_hosts
+    under its strictness, never prompted for (ssh's own -J would not pass those on)."""
+    jump, inner = reach.none, reach.plain  # any two hosts: root gets in with the lab key
+    known = tmp_path / "known_hosts"  # the fleet's file; the config names an empty one
+    known.write_text(f"{jump.address} {jump.host_pub}\n{inner.address} {inner.host_pub}\n")
+    empty = tmp_path / "config_known_hosts"
+    empty.write_text("")
+    config = tmp_path / "ssh_config"
+    config.write_text("\n".join([
+        "Host *", f"    IdentityFile {reach.lab.client_key}", "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {empty}", "    GlobalKnownHostsFile /dev/null", ""]))
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump({
+        "ssh": {"config": str(config), "known_hosts": str(known), "connect_timeout": 5,
+                "client": client},
+        "hosts": {"inner": {"ssh": f"root@{inner.address}",
+                            "proxy_jump": f"root@{jump.address}"}}}))
+    ours, proc = status_of(fleet, state)
+    assert ours["reachable"], (ours["error"], proc.stderr)
+    known.write_text(f"{inner.address} {inner.host_pub}\n")  # the jump host now unknown
+    end_masters(state)
+    ours, _ = status_of(fleet, state)
+    assert not ours["reachable"] and ours["error_kind"] == "hostkey", ours["error"]
+    assert jump.address in ours["error"]

@@ -64,9 +64,20 @@ def test_target_becomes_ssh_options_never_a_host_argument_with_a_port() -> None:
                     proxy_jump="bastion")
     args, host = opts.target_args(spec)
     assert host == "fe80::1"
-    assert args == ["-p", "2222", "-l", "ops", "-i", str(Path("~/.ssh/k").expanduser()),
-                    "-J", "bastion"]
+    assert args == ["-p", "2222", "-l", "ops", "-i", str(Path("~/.ssh/k").expanduser())]
     assert opts.target_args(HostSpec("mugen")) == ([], "mugen")
+
+
+def test_a_jump_host_is_judged_by_fleet_yaml_too() -> None:
+    """ssh's -J runs `ssh -W` without our options; the ProxyCommand written instead has them."""
+    settings = SSHSettings(config=None, known_hosts="/k/100%/known_hosts")
+    (flag, command), = [opts.jump_option("/usr/bin/ssh", settings, "ops@bastion:2200")]
+    assert flag == "-o" and command.startswith("ProxyCommand=/usr/bin/ssh -F none -p 2200 -l ops")
+    assert "BatchMode=yes" in command and "StrictHostKeyChecking=yes" in command
+    assert "UserKnownHostsFile=/k/100%%/known_hosts" in command  # ssh expands % in it
+    assert command.endswith("-W '[%h]:%p' -- bastion")
+    with pytest.raises(ValueError, match="one hop"):
+        opts.jump_option("ssh", settings, "a,b")
 
 
 def test_fleet_settings_win_and_known_hosts_come_first() -> None:
