@@ -30,6 +30,7 @@ from pathlib import Path
 
 from miyabi_ctl.connectors import openssh_options as opts
 from miyabi_ctl.connectors.base import Host, RunResult, Warn, log_warning, unrecorded_key
+from miyabi_ctl.connectors.local import end_group
 from miyabi_ctl.errors import CommandTimeout, HostError, Unreachable
 from miyabi_ctl.inventory import HostSpec, SSHSettings
 
@@ -185,11 +186,11 @@ class OpenSSHHost(Host):
                     # ssh could not make its socket and connects without one: as unmultiplexed
                     connected, limit = started, limit + self.settings.connect_timeout
                 elif waiting and now - started > self.settings.connect_timeout:
-                    _end_group(proc)
+                    end_group(proc)
                     raise Unreachable(self.name, "no SSH session within the connect timeout "
                                                  f"({self.settings.connect_timeout:g}s)")
                 elif not waiting and now >= connected + limit:
-                    _end_group(proc)
+                    end_group(proc)
                     if multiplexed:
                         self.end_master()  # a connection that let a command hang is not reused
                     raise CommandTimeout(self.name, f"command timed out after {limit:g}s")
@@ -246,15 +247,3 @@ def master_listening(path: Path) -> bool:
         except OSError:
             return False
     return True
-
-
-def _end_group(proc: subprocess.Popen[bytes]) -> None:
-    """TERM ssh's process group (ssh, and a ProxyCommand it started), then KILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.communicate(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
