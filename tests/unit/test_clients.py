@@ -209,3 +209,22 @@ def test_client_openssh_never_imports_paramiko(tmp_path: Path) -> None:
                                            "MIYABI_STATE_DIR": str(tmp_path / "state")})
     assert "MIYABI CRITICAL" in proc.stdout and "nowhere" in proc.stdout, proc.stderr
     assert "LOADED []" in proc.stdout
+
+
+def test_a_proxy_s_words_say_why_the_connection_closed() -> None:
+    """A jump host's ssh refusing its key closes the connection under the host's ssh, which
+    then says only that: the kind is the jump's (as the paramiko client reports it)."""
+    closed = ("kex_exchange_identification: Connection closed by remote host\n"
+              "Connection closed by UNKNOWN port 65535\n")
+    refused = ("No ED25519 host key is known for 10.0.0.1 and you have requested strict "
+               "checking.\nHost key verification failed.\n")
+    error = opts.failure("inner", closed, refused)
+    assert isinstance(error, HostKeyError) and "10.0.0.1" in error.message
+    assert isinstance(opts.failure("inner", closed, "nc: connect refused\n"), Unreachable)
+    assert "nc: connect refused" in opts.failure("inner", closed, "nc: connect refused\n").message
+
+
+def test_accept_new_s_notes_are_not_ssh_failing() -> None:
+    note = "Warning: Permanently added '10.0.0.1' (ED25519) to the list of known hosts."
+    assert opts.benign(note)
+    assert not opts.benign("ssh: connect to host 10.0.0.1 port 22: Connection refused")
