@@ -8,6 +8,9 @@ One lab host (a real sshd, tests/lab/harness.py) behind the lab's delaying TCP p
 in rotating order:
 
 - ``ssh true``: ``ssh -F CONFIG -o ControlMaster=no far true`` — the reference, a full handshake;
+- ``ssh sh -s < probe``: the same with the probe check sends, on stdin — what the cold check's
+  ssh does, without Python (sshd opens a session's window only after the exec: one more round
+  trip for any command that reads stdin);
 - ``openssh cold``: ``miyabi-ctl check`` with ``client: openssh`` and no master connection (ended
   before the run): it connects, leaves a master behind, and runs the probe over it;
 - ``openssh warm``: the same with the master left by the previous command (cron's next check);
@@ -34,6 +37,9 @@ import yaml
 
 from bench import measure
 from miyabi_ctl.connectors.openssh import end_masters
+from miyabi_ctl.inventory import load_inventory
+from miyabi_ctl.probe.look import PROBE_SCRIPT, probe_args
+from miyabi_ctl.remote.runner import COMMAND, script_input
 from tests.lab.delay_proxy import DelayProxy
 from tests.lab.harness import Lab
 
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     state = Path(tempfile.mkdtemp(prefix="bench-reach-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MIYABI_STATE_DIR": str(state / "state")}
     other_env = {**env, "PYTHONPATH": f"{args.typer}:{ROOT}"} if args.typer else None
+    load_before = _loadavg()
     with Lab() as lab:
         host = lab.add_host("far")
         with DelayProxy((host.address, 22), rtt=args.rtt) as link:
@@ -78,9 +85,14 @@ def main(argv: list[str] | None = None) -> int:
                 end_masters(state / "state")
                 return check("openssh", env)
 
+            inventory = load_inventory(str(fleets["paramiko"]))
+            probe = script_input(PROBE_SCRIPT, *probe_args(inventory.hosts[0], inventory, 12.0))
             tools = {
                 "ssh true": lambda: measure.run(["ssh", "-F", str(config), "-o",
                                                  "ControlMaster=no", "far", "true"]),
+                "ssh sh -s < probe": lambda: measure.run(
+                    ["ssh", "-F", str(config), "-o", "ControlMaster=no", "far", COMMAND],
+                    stdin_text=probe),
                 "openssh cold": cold,
                 "openssh warm": lambda: check("openssh", env),
                 "paramiko": lambda: check("paramiko", env),
@@ -96,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         startup["other typer"] = [measure.run(help_argv, env=other_env).wall_s
                                   for _ in range(args.repeat * 2)]
     report = {"rtt_s": args.rtt, "repeat": args.repeat, "wall_s": figures,
-              "help_s": startup, "typer_dir": args.typer}
+              "help_s": startup, "typer_dir": args.typer, "load": [load_before, _loadavg()]}
     _print(report)
     Path(args.out).write_text(json.dumps(report, indent=2))
     return 0
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _fleet(base: Path, config: Path, known: Path, client: str) -> Path:
@@ -139,6 +155,7 @@ def _print(report: dict) -> None:
         median = statistics.median(values)
         print(f"| {name} | {median:.3f} | {min(values):.3f}–{max(values):.3f} | "
               f"{median / reference:.2f}× |")
+    print(f"\nload average before / after: {report['load'][0]} / {report['load'][1]}")
     print("\n| `miyabi-ctl --help` | median ms | min–max ms |")
     print("|---|---:|---:|")
     for name, values in report["help_s"].items():
