@@ -101,12 +101,17 @@ def main(argv: list[str] | None = None) -> int:
                 tools["openssh warm, other typer"] = lambda: check("openssh", other_env)
             figures = _rounds(tools, args.repeat)
             end_masters(state / "state")
-    help_argv = [sys.executable, "-m", "miyabi_ctl", "--help"]
-    startup = {"installed typer": [measure.run(help_argv, env=env).wall_s
-                                   for _ in range(args.repeat * 2)]}
-    if other_env is not None:
-        startup["other typer"] = [measure.run(help_argv, env=other_env).wall_s
-                                  for _ in range(args.repeat * 2)]
+    # Start-up: --help, and a command whose options are parsed and coerced (typer 0.29 does that
+    # through pydantic) that then stops at once: check of a fleet file that does not exist.
+    starts = {"--help": ["--help"], "check, no fleet file": ["check", "--fleet",
+                                                             str(state / "missing.yaml")]}
+    envs = {"installed typer": env, **({"other typer": other_env} if other_env else {})}
+    startup: dict[str, list[float]] = {f"{s}, {e}": [] for s in starts for e in envs}
+    for _ in range(args.repeat * 2):  # alternating, so drift hits both alike
+        for start, words in starts.items():
+            for name, run_env in envs.items():
+                argv = [sys.executable, "-m", "miyabi_ctl", *words]
+                startup[f"{start}, {name}"].append(measure.run(argv, env=run_env).wall_s)
     report = {"rtt_s": args.rtt, "repeat": args.repeat, "wall_s": figures,
               "help_s": startup, "typer_dir": args.typer, "load": [load_before, _loadavg()]}
     _print(report)
@@ -156,7 +161,7 @@ def _print(report: dict) -> None:
         print(f"| {name} | {median:.3f} | {min(values):.3f}–{max(values):.3f} | "
               f"{median / reference:.2f}× |")
     print(f"\nload average before / after: {report['load'][0]} / {report['load'][1]}")
-    print("\n| `miyabi-ctl --help` | median ms | min–max ms |")
+    print("\n| start-up of `miyabi-ctl` | median ms | min–max ms |")
     print("|---|---:|---:|")
     for name, values in report["help_s"].items():
         print(f"| {name} | {statistics.median(values) * 1000:.0f} | "
