@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 GNU_TIME = "/usr/bin/time"
 
@@ -36,7 +37,8 @@ class Measurement:
 
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None,
-        timeout: float = 600, sample_memory: bool = False) -> Measurement:
+        timeout: float = 600, sample_memory: bool = False,
+        stdin_text: str | None = None) -> Measurement:
     rss_file = None
     if os.access(GNU_TIME, os.X_OK):
         fd, rss_file = tempfile.mkstemp(prefix="bench-rss-")
@@ -46,8 +48,15 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: str | None =
     err_r, err_w = os.pipe()
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
     started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out_w,
+    stdin: int | IO[bytes] = subprocess.DEVNULL
+    if stdin_text is not None:  # from a file: nothing of ours runs while it is read
+        stdin = tempfile.TemporaryFile()  # noqa: SIM115  (closed once the child holds it)
+        stdin.write(stdin_text.encode())
+        stdin.seek(0)
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=stdin, stdout=out_w,
                             stderr=err_w)
+    if not isinstance(stdin, int):
+        stdin.close()
     os.close(out_w)
     os.close(err_w)
     readers = [threading.Thread(target=_drain, args=(fd, chunks[fd]), daemon=True)

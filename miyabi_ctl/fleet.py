@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.connectors.base import Host, Warn, log_warning
 from miyabi_ctl.connectors.local import LocalHost
 from miyabi_ctl.errors import CommandTimeout, HostError, InternalError
 from miyabi_ctl.inventory import HostSpec, Inventory
@@ -61,7 +61,7 @@ class Fleet:
 
     def __init__(self, inventory: Inventory, names: list[str] | None = None, *,
                  forks: int | None = None, connect_timeout: float | None = None,
-                 command_timeout: float | None = None):
+                 command_timeout: float | None = None, warn: Warn = log_warning):
         settings = inventory.ssh
         if connect_timeout is not None:
             settings = dataclasses.replace(settings, connect_timeout=connect_timeout)
@@ -71,6 +71,7 @@ class Fleet:
         self.settings = settings
         self.forks = max(1, forks or settings.max_parallel)
         self.specs = inventory.select(names)
+        self.warn = warn  # what a connector says that is not an error (an unwritable known_hosts)
         self._resolver: SSHResolver | None = None
         self._known_hosts: KnownHosts | None = None
         self._jumps: JumpPool | None = None
@@ -79,12 +80,16 @@ class Fleet:
     def _make_host(self, spec: HostSpec) -> Host:
         if spec.transport == "local":
             return LocalHost(spec, self.settings.command_timeout)
+        if (spec.client or self.settings.client) == "openssh":
+            from miyabi_ctl.connectors.openssh import OpenSSHHost  # the ssh program: no paramiko
+
+            return OpenSSHHost(spec, self.settings, warn=self.warn)
         from miyabi_ctl.connectors.hostkeys import KnownHosts  # paramiko: only when SSH is used
         from miyabi_ctl.connectors.ssh import JumpPool, SSHHost, SSHResolver
 
         if self._resolver is None:
             self._resolver = SSHResolver(self.settings)
-            self._known_hosts = KnownHosts(self.settings.strict_host_keys)
+            self._known_hosts = KnownHosts(self.settings.strict_host_keys, self.warn)
             self._jumps = JumpPool(self._resolver, self._known_hosts)
         assert self._known_hosts is not None
         return SSHHost(spec, self.settings, self._resolver, self._known_hosts, self._jumps)

@@ -51,7 +51,12 @@ def fleet_of(inventory: Inventory, hosts: list[str] | None, *, forks: int | None
              timeout: float | None = None) -> Fleet:
     from miyabi_ctl.fleet import Fleet
 
-    return Fleet(inventory, hosts, forks=forks, connect_timeout=timeout)
+    return Fleet(inventory, hosts, forks=forks, connect_timeout=timeout, warn=warn)
+
+
+def warn(message: str) -> None:
+    """A connector's warning (an unwritable known_hosts), on stderr as ssh prints its own."""
+    typer.echo(f"miyabi-ctl: warning: {message}", err=True)
 
 
 NO_FLEET_FILE = ("no fleet.yaml found (--fleet PATH, $MIYABI_FLEET, ./fleet.yaml, "

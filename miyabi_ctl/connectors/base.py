@@ -7,6 +7,8 @@ itself, as local processes) and ``ssh`` (paramiko). Errors are one hierarchy
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from miyabi_ctl.errors import CommandFailed
@@ -27,6 +29,22 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+#: Where a connector says something the operator should know that is not an error (the CLI
+#: prints it on stderr); by default the ``miyabi_ctl`` logger.
+Warn = Callable[[str], None]
+
+
+def log_warning(message: str) -> None:
+    logging.getLogger("miyabi_ctl").warning(message)
+
+
+def unrecorded_key(host: str, path: object, reason: str) -> str:
+    """accept-new met a known_hosts it cannot write: what ssh says ("Failed to add the host to
+    the list of known hosts"), in words, with the file; the connection goes on, as ssh's does."""
+    return (f"{host}: cannot add its new host key to {path} ({reason}); it is trusted for this "
+            "connection only, as ssh does under accept-new, and will be new again next time")
 
 
 class Host:

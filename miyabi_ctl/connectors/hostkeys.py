@@ -37,6 +37,7 @@ from pathlib import Path
 
 import paramiko
 
+from miyabi_ctl.connectors.base import Warn, log_warning, unrecorded_key
 from miyabi_ctl.errors import HostKeyError
 
 # The server host key algorithms that prove possession of a key of each known_hosts type.
@@ -142,8 +143,9 @@ class KnownHosts:
     """known_hosts files shared by every connection of a fleet: each read once, appended to
     under a lock."""
 
-    def __init__(self, strict: str):
+    def __init__(self, strict: str, warn: Warn = log_warning):
         self.strict = strict
+        self.warn = warn
         self._lock = threading.Lock()
         self._files: dict[Path, list[KnownKey]] = {}
         self._matches: dict[tuple[str, tuple[Path, ...]], list[KnownKey]] = {}
@@ -206,16 +208,17 @@ class KnownHosts:
                 f"SSH library (paramiko) cannot negotiate host certificates, so it sees only the "
                 f"plain key {key_type} {fingerprint} and cannot verify it"
                 + (" and will not trust it on first use" if self.strict == "accept-new" else "")
-                + ". After checking that fingerprint out of band (e.g. `ssh-keygen -lf "
-                f"/etc/ssh/ssh_host_{_short_type(key_type)}_key.pub` on the host), add the "
-                f"plain key: {self._add_advice(lookup, key_type)}"))
+                + ". Set `client: openssh` for this host (or under ssh:) in fleet.yaml to have "
+                "the ssh program check the certificate, or, after checking that fingerprint out "
+                f"of band (e.g. `ssh-keygen -lf /etc/ssh/ssh_host_{_short_type(key_type)}_key.pub"
+                f"` on the host), add the plain key: {self._add_advice(lookup, key_type)}"))
         if self.strict == "yes":
             raise HostKeyError(label, (
                 f"unknown host key for {name} ({key_type} {fingerprint}). Verify the "
                 f"fingerprint out of band, then trust it with "
                 f"{self._add_advice(lookup, key_type)}"
                 + ", or set ssh.strict_host_keys: accept-new in fleet.yaml"))
-        self._remember(lookup, key)
+        self._remember(label, lookup, key)
 
     def _bare_name_lists(self, lookup: HostKeyLookup, blob: bytes) -> bool:
         assert lookup.bare_name is not None
@@ -269,8 +272,9 @@ class KnownHosts:
             return f"`{scan} | sed {rename} >> {target}` (HostKeyAlias {lookup.name})"
         return f"`{scan} >> {target}`"
 
-    def _remember(self, lookup: HostKeyLookup, key: paramiko.PKey) -> None:
-        """accept-new: trust on first use, and write it down as OpenSSH would."""
+    def _remember(self, label: str, lookup: HostKeyLookup, key: paramiko.PKey) -> None:
+        """accept-new: trust on first use, and write it down as OpenSSH would. A file that cannot
+        be written is said in words, and the connection goes on, as ssh's does."""
         path = lookup.user_files[0]
         with self._lock:
             try:
@@ -280,9 +284,12 @@ class KnownHosts:
             self._keys_of(path).append(KnownKey(lookup.name, key.get_name(), key.asbytes(), None,
                                                 path, lines + 1))
             self._matches.clear()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(f"{lookup.name} {key.get_name()} {key.get_base64()}\n")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write(f"{lookup.name} {key.get_name()} {key.get_base64()}\n")
+            except OSError as exc:
+                self.warn(unrecorded_key(label, path, exc.strerror or str(exc)))
 
 
 def _short_type(key_type: str) -> str:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from typing import Any
 
 from miyabi_ctl.connectors.base import Host, RunResult
 from miyabi_ctl.errors import CommandTimeout
@@ -29,13 +30,13 @@ class LocalHost(Host):
         try:
             out, err = proc.communicate(stdin, timeout=limit)
         except subprocess.TimeoutExpired:
-            _end_group(proc)  # the command's children too, not only its shell
+            end_group(proc)  # the command's children too, not only its shell
             raise CommandTimeout(self.name, f"command timed out after {limit:g}s") from None
         return RunResult(self.name, command, proc.returncode, out, err,
                          time.monotonic() - started)
 
 
-def _end_group(proc: subprocess.Popen[str]) -> None:
+def end_group(proc: subprocess.Popen[Any]) -> None:
     """TERM the process group, give it two seconds, then KILL what is left."""
     for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):

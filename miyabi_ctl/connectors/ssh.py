@@ -1,23 +1,24 @@
-"""A machine reached over SSH with paramiko: lazy, reused connection; host key checked before
-authenticating; every step bounded by a timeout (DNS, connect, handshake, auth, command)."""
+"""A machine reached over SSH with paramiko: lazy, reused connection, directly, through a
+ProxyCommand or a ProxyJump; host key checked before authenticating (``auth``); every step bounded
+by a timeout (DNS, connect, handshake, auth, command)."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import paramiko
 
+from miyabi_ctl.connectors.auth import authenticate
 from miyabi_ctl.connectors.base import Host, RunResult
 from miyabi_ctl.connectors.hostkeys import HostKeyLookup, KnownHosts
-from miyabi_ctl.connectors.ssh_config import DEFAULT_IDENTITIES, Endpoint, SSHResolver
-from miyabi_ctl.errors import AuthFailed, CommandTimeout, HostError, Unreachable
+from miyabi_ctl.connectors.proxy import ProxyProcess
+from miyabi_ctl.connectors.ssh_config import Endpoint, SSHResolver
+from miyabi_ctl.errors import CommandTimeout, HostError, Unreachable
 from miyabi_ctl.inventory import HostSpec, SSHSettings
 
 
@@ -201,7 +202,16 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
     timeout = endpoint.connect_timeout
     where = host_port(endpoint.hostname, endpoint.port)
     sock: Any
-    if endpoint.proxy_jump:
+    proxy: ProxyProcess | None = None
+    if endpoint.proxy_command:
+        try:
+            proxy = ProxyProcess(endpoint.proxy_command)
+        except OSError as exc:
+            raise Unreachable(name, f"cannot run ProxyCommand {endpoint.proxy_command!r}: "
+                                    f"{exc.strerror or exc}") from None
+        sock = proxy.sock
+        where = f"{where} (ProxyCommand {endpoint.proxy_command})"
+    elif endpoint.proxy_jump:
         if jumps is None:
             raise Unreachable(name, "ProxyJump needs a jump pool")
         sock = jumps.channel_to(name, endpoint.proxy_jump, endpoint.hostname, endpoint.port,
@@ -216,6 +226,7 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
         except OSError as exc:
             raise Unreachable(name, f"cannot connect to {where}: {exc.strerror or exc}") from None
     transport = paramiko.Transport(sock)
+    transport.miyabi_proxy = proxy  # type: ignore[attr-defined]  # ended with the transport
     options = transport.get_security_options()
     lookup = endpoint.host_keys or HostKeyLookup.for_host(
         endpoint.hostname, endpoint.port, tuple(resolver.known_hosts_files()))
@@ -231,10 +242,12 @@ def open_transport(name: str, endpoint: Endpoint, resolver: SSHResolver, known_h
                 raise Unreachable(name, f"SSH handshake with {where} timed out after {timeout:g}s")
             key = transport.get_remote_server_key()
         except (paramiko.SSHException, EOFError, OSError) as exc:
+            said = proxy.last_words() if proxy is not None else ""
             raise Unreachable(name, f"SSH handshake with {where} failed: "
-                                    f"{exc or type(exc).__name__}") from None
+                                    f"{exc or type(exc).__name__}"
+                                    + (f"; the ProxyCommand said: {said}" if said else "")) from None
         known_hosts.verify(name, lookup, key)
-        _authenticate(name, transport, endpoint, resolver)
+        authenticate(name, transport, endpoint, resolver)
     except BaseException:
         close_transport(transport)
         raise
@@ -260,38 +273,6 @@ def close_transport(transport: paramiko.Transport, wait: float = 1.0) -> None:
         if transport.is_alive() and transport is not threading.current_thread():
             transport.join(wait)
     transport.close()
-
-
-def _authenticate(name: str, transport: paramiko.Transport, endpoint: Endpoint,
-                  resolver: SSHResolver) -> None:
-    """Identity files named for the host first, then the ssh-agent, then the default keys."""
-    tried: list[str] = []
-    candidates: list[tuple[str, paramiko.PKey]] = []
-    for path in endpoint.identity_files:
-        key = resolver.load_key(path)
-        if key is not None:
-            candidates.append((path, key))
-        else:
-            tried.append(f"{path} ({resolver.key_problem(path)})")
-    if os.environ.get("SSH_AUTH_SOCK"):
-        with contextlib.suppress(paramiko.SSHException):
-            candidates.extend(("ssh-agent", k) for k in paramiko.Agent().get_keys())
-    if not endpoint.identity_files:
-        for base in DEFAULT_IDENTITIES:
-            path = str(Path("~/.ssh").expanduser() / base)
-            if Path(path).is_file():
-                key = resolver.load_key(path)
-                if key is not None:
-                    candidates.append((path, key))
-    for label, key in candidates:
-        try:
-            transport.auth_publickey(endpoint.user, key)
-        except paramiko.AuthenticationException:
-            tried.append(label)
-            continue
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise Unreachable(name, f"connection lost while authenticating: {exc}") from None
-        if transport.is_authenticated():
-            return
-    offered = ", ".join(tried) if tried else "no keys (no identity_file, agent or ~/.ssh/id_*)"
-    raise AuthFailed(name, f"{endpoint.user}@{endpoint.hostname} refused every key: {offered}")
+    proxy = getattr(transport, "miyabi_proxy", None)
+    if proxy is not None:
+        proxy.close()

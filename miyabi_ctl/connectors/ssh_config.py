@@ -1,24 +1,37 @@
 """Where and as whom to connect: an ``ssh:`` target resolved through ~/.ssh/config as OpenSSH
-would (aliases, HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout, and where its host
-key is looked up: HostKeyAlias, UserKnownHostsFile, GlobalKnownHostsFile, RevokedHostKeys), and
-the keys."""
+would (aliases, HostName, User, Port, IdentityFile, CertificateFile, ProxyCommand, ProxyJump,
+ConnectTimeout, and where its host key is looked up: HostKeyAlias, UserKnownHostsFile,
+GlobalKnownHostsFile, RevokedHostKeys), and the keys."""
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paramiko
 
 from miyabi_ctl.connectors.hostkeys import GLOBAL_KNOWN_HOSTS, HostKeyLookup
+from miyabi_ctl.connectors.proxy import FILE_TOKENS, PROXY_TOKENS, expand_tokens
 from miyabi_ctl.connectors.target import parse_target
 from miyabi_ctl.errors import InventoryError
 from miyabi_ctl.inventory import HostSpec, SSHSettings
 
 DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
+
+
+class _Config(paramiko.SSHConfig):
+    """paramiko's reader, leaving ProxyCommand's tokens to us: ssh expands them with the host's
+    final user and port (``user@host:port`` in fleet.yaml overrides the file's), and knows %%
+    and %n, which paramiko does not."""
+
+    TOKENS_BY_CONFIG_KEY: ClassVar[dict[str, list[str]]] = {
+        **paramiko.SSHConfig.TOKENS_BY_CONFIG_KEY, "proxycommand": []}
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -32,6 +45,8 @@ class Endpoint:
     proxy_jump: str | None
     connect_timeout: float
     host_keys: HostKeyLookup | None = None  # None only for a host whose config is unusable
+    proxy_command: str | None = None  # tokens expanded
+    certificate_files: tuple[str, ...] = ()
 
 
 class SSHResolver:
@@ -39,12 +54,12 @@ class SSHResolver:
 
     def __init__(self, settings: SSHSettings):
         self.settings = settings
-        self.config = paramiko.SSHConfig()
+        self.config: paramiko.SSHConfig = _Config()
         if settings.config:
             path = Path(settings.config).expanduser()
             if path.is_file():
                 try:
-                    self.config = paramiko.SSHConfig.from_path(str(path))
+                    self.config = _Config.from_path(str(path))
                 except (OSError, ValueError, paramiko.SSHException) as exc:
                     raise InventoryError(f"cannot read the OpenSSH config: {exc}",
                                          path=path) from None
@@ -79,18 +94,34 @@ class SSHResolver:
         timeout = self.settings.connect_timeout
         if "connecttimeout" in conf:
             timeout = min(timeout, openssh_seconds(conf["connecttimeout"]))
-        jump = (spec.proxy_jump if spec and spec.proxy_jump else None) or conf.get("proxyjump")
         hostname = conf.get("hostname", parsed.host)
         port = parsed.port or _port(conf.get("port", "22"))
+        user = parsed.user or conf.get("user") or _local_user()
+        tokens = {"h": hostname, "n": parsed.host, "p": str(port), "r": user,
+                  "u": _local_user(), "d": os.path.expanduser("~")}
+        # fleet.yaml's proxy_jump is ssh's -J: it wins. Between the file's ProxyCommand and
+        # ProxyJump ssh takes the first written; paramiko's reader cannot say which that was,
+        # so ProxyCommand wins (docs/fleet.md).
+        jump = spec.proxy_jump if spec and spec.proxy_jump else None
+        command = None if jump else conf.get("proxycommand")
+        if not jump and not command:
+            jump = conf.get("proxyjump")
+        certificates = conf.get("certificatefile")
         return Endpoint(
             alias=parsed.host,
             hostname=hostname,
             port=port,
-            user=parsed.user or conf.get("user") or _local_user(),
+            user=user,
             identity_files=tuple(str(Path(p).expanduser()) for p in identities),
             proxy_jump=None if jump in (None, "none") else jump,
             connect_timeout=timeout,
             host_keys=self.host_key_lookup(hostname, port, conf),
+            proxy_command=(expand_tokens(command, tokens, PROXY_TOKENS, "ProxyCommand")
+                           if command and command.lower() != "none" else None),
+            certificate_files=tuple(
+                str(Path(expand_tokens(c, tokens, FILE_TOKENS, "CertificateFile")).expanduser())
+                for c in ([certificates] if isinstance(certificates, str) else certificates or [])
+                if c.lower() != "none"),
         )
 
     def load_key(self, path: str) -> paramiko.PKey | None:
@@ -147,8 +178,6 @@ def _port(text: str) -> int:
 
 def _local_user() -> str:
     try:
-        import getpass
-
         return getpass.getuser()
     except (KeyError, OSError):
         return "root"

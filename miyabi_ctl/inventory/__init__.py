@@ -4,6 +4,7 @@ node (``parse``: every error names file, line, host and key), and where it is fo
 
 from miyabi_ctl.inventory.discover import find_fleet_file, load_inventory, local_only_inventory
 from miyabi_ctl.inventory.model import (
+    CLIENTS,
     DEFAULT_AGENTS,
     HOST_NAME_RE,
     STRICT_CHOICES,
@@ -18,7 +19,7 @@ from miyabi_ctl.inventory.model import (
 from miyabi_ctl.inventory.parse import parse_inventory
 
 __all__ = [
-    "DEFAULT_AGENTS", "HOST_NAME_RE", "STRICT_CHOICES", "TRANSPORTS", "AgentSpec", "HostSpec",
+    "CLIENTS", "DEFAULT_AGENTS", "HOST_NAME_RE", "STRICT_CHOICES", "TRANSPORTS", "AgentSpec", "HostSpec",
     "Inventory", "RepoSpec", "SSHSettings", "Thresholds", "find_fleet_file", "load_inventory",
     "local_only_inventory", "parse_inventory",
 ]

@@ -12,6 +12,7 @@ from miyabi_ctl.errors import InventoryError
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 STRICT_CHOICES = ("yes", "accept-new", "no")
 TRANSPORTS = ("ssh", "local")
+CLIENTS = ("paramiko", "openssh")  # how an ssh host is reached: the library, or the ssh program
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class SSHSettings:
     connect_timeout: float = 5.0
     command_timeout: float = 30.0
     max_parallel: int = 32
+    client: str = "paramiko"
+    control_persist: float = 60.0  # client: openssh keeps a master connection this long; 0: none
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class HostSpec:
     repo_path: str | None = None
     identity_file: str | None = None
     proxy_jump: str | None = None
+    client: str | None = None  # None: the fleet's ssh.client
     line: int | None = None
 
     def repo_path_or(self, repo: RepoSpec) -> str:

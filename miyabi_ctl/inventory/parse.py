@@ -15,6 +15,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from miyabi_ctl.errors import InventoryError
 from miyabi_ctl.inventory.model import (
+    CLIENTS,
     DEFAULT_AGENTS,
     HOST_NAME_RE,
     STRICT_CHOICES,
@@ -123,11 +124,11 @@ def _describe(value: Any) -> str:
 TOP_KEYS = {"repo", "ssh", "thresholds", "agents", "hosts", "backlog", "dispatch", "notify"}
 REPO_KEYS = {"path", "main", "remote", "feature"}
 SSH_KEYS = {"config", "known_hosts", "strict_host_keys", "connect_timeout", "command_timeout",
-            "max_parallel"}
+            "max_parallel", "client", "control_persist"}
 THRESHOLD_KEYS = {"load_per_core", "uncommitted", "sessions_over_max"}
 AGENT_KEYS = {"executables", "scripts", "launch"}
 HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "identity_file",
-             "proxy_jump"}
+             "proxy_jump", "client"}
 BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
 DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command", "stale_after"}
 URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
@@ -211,9 +212,20 @@ def _parse_ssh(walk: _Walker, node: Node) -> SSHSettings:
             values[key] = choice
         elif key == "max_parallel":
             values[key] = int(walk.number(vnode, None, key, integer=True))
+        elif key == "client":
+            values[key] = _client(walk, vnode, None)
+        elif key == "control_persist":
+            values[key] = float(walk.number(vnode, None, key, positive=False))
         else:
             values[key] = float(walk.number(vnode, None, key))
     return SSHSettings(**values)
+
+
+def _client(walk: _Walker, node: Node, host: str | None) -> str:
+    client = walk.string(node, host, "client")
+    if client not in CLIENTS:
+        raise walk.fail(node, f"expected one of {', '.join(CLIENTS)}, got {client!r}", host, "client")
+    return client
 
 
 def _parse_thresholds(walk: _Walker, node: Node) -> Thresholds:
@@ -305,6 +317,8 @@ def _parse_host(walk: _Walker, name: str, knode: Node, vnode: Node) -> HostSpec:
                 raise walk.fail(v, f"expected one of {', '.join(TRANSPORTS)}, got {transport!r}",
                                 name, key)
             values[key] = transport
+        elif key == "client":
+            values[key] = _client(walk, v, name)
         else:
             values[key] = walk.string(v, name, key)
     values.setdefault("transport", "ssh")
@@ -312,6 +326,8 @@ def _parse_host(walk: _Walker, name: str, knode: Node, vnode: Node) -> HostSpec:
         values["ssh"] = name  # like OpenSSH: the host name is the alias to look up
     if values["transport"] == "local" and "ssh" in values:
         raise walk.fail(items["ssh"][0], "a local host takes no 'ssh' target", name, "ssh")
+    if values["transport"] == "local" and "client" in values:
+        raise walk.fail(items["client"][0], "a local host takes no SSH 'client'", name, "client")
     if "ssh" in values:
         from miyabi_ctl.connectors.target import parse_target  # local import: keeps parsing light
 

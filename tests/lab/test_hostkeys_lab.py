@@ -1,6 +1,7 @@
 """Host key verdicts against a real sshd, each compared with what the real OpenSSH client decides
 given the same ssh config, known_hosts files and strictness: HostKeyAlias, GlobalKnownHostsFile,
-@revoked scoping, @cert-authority, accept-new next to a global file."""
+@revoked scoping, @cert-authority, accept-new next to a global file — with both clients
+(paramiko's own reading of the files, and ``client: openssh``, where ssh decides)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from tests.lab.harness import Lab, LabHost
+from tests.lab.sshd_variants import masters_state  # noqa: F401  (the fixture `state`)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,19 +75,22 @@ def files_for(case: Case, base: Path, host: LabHost, other: LabHost, lab: Lab) -
     return config, user
 
 
+@pytest.mark.parametrize("client", ["paramiko", "openssh"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_host_key_verdict_matches_openssh(case: Case, target: tuple[LabHost, LabHost], lab: Lab,
-                                          tmp_path: Path) -> None:
+def test_host_key_verdict_matches_openssh(case: Case, client: str,
+                                          target: tuple[LabHost, LabHost], lab: Lab,
+                                          tmp_path: Path, state: Path) -> None:
     host, other = target
     config, user = files_for(case, tmp_path / "ours", host, other, lab)
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(yaml.safe_dump({
         "ssh": {"config": str(config), "known_hosts": str(user), "strict_host_keys": case.strict,
-                "connect_timeout": 5, "command_timeout": 20},
+                "connect_timeout": 5, "command_timeout": 20, "client": client},
         "hosts": {"h": {"ssh": "target"}}}))
     proc = subprocess.run([sys.executable, "-m", "miyabi_ctl", "status", "--json", "--fleet",
                            str(fleet)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT),
+                               "MIYABI_STATE_DIR": str(state)})
     ours = json.loads(proc.stdout)["hosts"][0]
 
     ssh_config, ssh_user = files_for(case, tmp_path / "openssh", host, other, lab)
