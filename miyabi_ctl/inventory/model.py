@@ -59,6 +59,7 @@ class AgentSpec:
     executables: tuple[str, ...]
     scripts: tuple[str, ...] = ()
     launch: str | None = None
+    like: str | None = None  # a launch profile: runs this agent's program; its sessions are that agent's
 
 
 DEFAULT_AGENTS: dict[str, AgentSpec] = {
@@ -113,6 +114,13 @@ class Inventory:
     agents: dict[str, AgentSpec] = field(default_factory=lambda: dict(DEFAULT_AGENTS))
     backlog: dict[str, Any] = field(default_factory=dict)
     dispatch: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, AgentSpec] = field(default_factory=dict)  # agents with ``like:``
+    schedule: dict[str, Any] = field(default_factory=dict)  # hours_per_day, default_estimate
+
+    @property
+    def launchers(self) -> dict[str, AgentSpec]:
+        """Every agent dispatch can launch by name: the session kinds and the profiles."""
+        return {**self.agents, **self.profiles}
 
     @property
     def implicit(self) -> bool:
