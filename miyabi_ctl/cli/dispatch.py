@@ -80,6 +80,7 @@ def issues(
     """The backlog as a graph: each issue's priority, state (done / ready / blocked by … /
     assigned to …), needs."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
+    from miyabi_ctl.dispatch.estimate import Effort
     from miyabi_ctl.dispatch.render import issues_json, issues_summary, issues_table
     from miyabi_ctl.dispatch.service import assigned_map, read_claims
     from miyabi_ctl.dispatch.store import RunStore
@@ -93,7 +94,7 @@ def issues(
     if not board.readable:
         echo_lines(f"miyabi-ctl: warning: the claims could not be read, assignments shown are "
                    f"this controller's own: {board.error}", err=True)
-    states = graph.states(assigned_map(board, store))
+    states = graph.states(assigned_map(board, store), Effort.of(inventory.schedule))
     if json_out:
         print_json(issues_json(states, source))
         return

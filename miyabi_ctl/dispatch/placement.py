@@ -173,9 +173,10 @@ def place(states: Iterable[IssueState], hosts: Iterable[HostFigures], *, agent: 
         host = next(h for h in figures if h.name == best.host)
         after = host.load_per_core(placed[host.name] + 1)
         how = (f"lowest load per core of {len(eligible)} eligible host"
-               f"{'s' if len(eligible) != 1 else ''}" if best is eligible[0] else
-               f"as the schedule plans, keeping {eligible[0].host} for issues that need its tags")
-        reason = (f"{issue.priority}, ready; {how}: {best.load_per_core:.2f}"
+               f"{'s' if len(eligible) != 1 else ''}: " if best is eligible[0] else
+               f"the schedule's host, keeping {eligible[0].host} for issues that need its tags; "
+               f"load per core ")
+        reason = (f"{issue.priority}, ready; {how}{best.load_per_core:.2f}"
                   f" ({after:.2f} with this agent), {best.free_slots} of "
                   f"{host.max_sessions} slots free")
         if issue.needs:

@@ -88,16 +88,17 @@ def gantt_lines(schedule: Schedule, width: int | None) -> list[str]:
     every = _tick_every(day / scale, len(str(schedule.day(span))))
     ticks = {round(d * day / scale): d + 1 for d in range(0, span // day + 1, every)}
     ticks = {c: d for c, d in ticks.items() if c < cols}
-    axis = [" "] * cols
+    axis = [" "] * room
     for col, number in ticks.items():
-        text = f"|{number}"
-        if all(axis[c] == " " for c in range(col, min(cols, col + len(text)))):
-            axis[col:col + len(text)] = list(text)[:cols - col]
+        text = f"|{number}" if col + len(str(number)) < room else "|"
+        if all(axis[c] == " " for c in range(col, col + len(text))):
+            axis[col:col + len(text)] = list(text)
     lines = [f"Gantt: one column = {format_hours(scale)}, | = start of a working day "
              f"({schedule.effort.hours_per_day:g}h); [===] running, [---] planned",
              " " * label + "".join(axis).rstrip()]
     for host in hosts:
-        for n, lane in enumerate(_lanes([i for i in schedule.items if i.host == host], scale)):
+        for n, lane in enumerate(_lanes([i for i in schedule.items if i.host == host], scale)
+                                 or [[]]):
             row = ["." if c in ticks else " " for c in range(cols)]
             for item, (c0, c1) in lane:
                 row[c0:c1] = _bar(item, c1 - c0)
