@@ -101,7 +101,9 @@ def gantt_lines(schedule: Schedule, width: int | None) -> list[str]:
                                  or [[]]):
             row = ["." if c in ticks else " " for c in range(cols)]
             for item, (c0, c1) in lane:
+                row += [" "] * (c1 - len(row))
                 row[c0:c1] = _bar(item, c1 - c0)
+            del row[room:]  # bars pushed along by short ones never pass the edge
             name = _cut(host, label - 1) if n == 0 else ""
             lines.append(f"{name:<{label}}" + "".join(row).rstrip())
     return lines
@@ -115,17 +117,16 @@ def _tick_every(columns_per_day: float, label: int) -> int:
 
 
 def _lanes(items: list[Item], scale: int) -> list[list[tuple[Item, tuple[int, int]]]]:
-    """Bars that overlap on the screen go to separate lines (a host runs several at once)."""
+    """Work a host runs at once goes on separate lines (one per slot in use); on a line, a bar
+    too short for a column still takes one, pushing the next along."""
     lanes: list[list[tuple[Item, tuple[int, int]]]] = []
     for item in sorted(items, key=lambda i: (i.start, i.issue)):
-        c0 = round(item.start / scale)
-        span = (c0, max(c0 + 1, round(item.end / scale)))
-        for lane in lanes:
-            if lane[-1][1][1] <= c0:
-                lane.append((item, span))
-                break
-        else:
-            lanes.append([(item, span)])
+        lane = next((lane for lane in lanes if lane[-1][0].end <= item.start), None)
+        if lane is None:
+            lane = []
+            lanes.append(lane)
+        c0 = max(round(item.start / scale), lane[-1][1][1] if lane else 0)
+        lane.append((item, (c0, max(c0 + 1, round(item.end / scale)))))
     return lanes
 
 
