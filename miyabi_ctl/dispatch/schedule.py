@@ -110,7 +110,10 @@ class Bound:
 class Problem:
     """Jobs, holds and machines, with what the rules and the bound need computed once."""
 
-    def __init__(self, jobs: Iterable[Job], machines: Iterable[Machine], holds: Iterable[Hold] = ()):
+    def __init__(self, jobs: Iterable[Job], machines: Iterable[Machine], holds: Iterable[Hold] = (),
+                 chains: dict[int, int] | None = None):
+        """``chains``: each job's remaining chain of work as the whole backlog sees it (work no
+        host can take included), for the first list order; else computed over these jobs."""
         self.jobs = {j.number: j for j in jobs}
         self.machines = list(machines)
         self.holds = list(holds)
@@ -120,6 +123,8 @@ class Problem:
             for dep in job.after:
                 self.successors.setdefault(dep, []).append(job.number)
         self.chain = self._chains()
+        if chains:
+            self.chain = {n: chains.get(n, c) for n, c in self.chain.items()}
         self._able = {n: [m for m in self.machines if m.can_run(j)] for n, j in self.jobs.items()}
         self.eligible = {n: tuple(m.name for m in able) for n, able in self._able.items()}
         # Where every simulation starts from.

@@ -150,7 +150,7 @@ def build_schedule(graph: Graph, figures: Iterable[HostFigures], runs: Iterable[
     _resolve_dependencies(graph, jobs, running, why_not)
     for number in why_not:
         jobs.pop(number, None)
-    problem = Problem(jobs.values(), machines, holds)
+    problem = Problem(jobs.values(), machines, holds, {n: s.chain for n, s in states.items()})
     outcome = problem.best()
     schedule.rule, schedule.order, schedule.bound = outcome.rule, outcome.order, problem.bound()
     for number in outcome.left:  # not expected: every job left has a host that can take it

@@ -194,3 +194,14 @@ def test_start() -> None:
     assert parse_start("2026-12-14 09:00", monday).hour == 9
     with pytest.raises(ValueError, match="not a date, time or weekday"):
         parse_start("someday", monday)
+
+
+def test_order_counts_the_whole_chain_even_where_it_cannot_be_scheduled(tmp_path: Path) -> None:
+    """Without the plan's agents in fleet.yaml, #1173–#1176 cannot be scheduled; #1172 still
+    starts the longest chain of the backlog (44h) and goes before #1166 (11h)."""
+    graph = Graph.build(load_backlog_file(ROOT / "backlog.yaml"))
+    view = FleetView([host("a", slots=8)], ClaimBoard(), [])
+    plan = plan_dispatch(graph, view, RunStore(tmp_path / "runs.sqlite"),
+                         Inventory(source=None, hosts=()))
+    assert [p.issue for p in plan.assignments] == [1169, 1172, 1166]
+    assert "#1172 (P2, chain 44h), #1166 (P2, chain 11h)" in plan.ordering
