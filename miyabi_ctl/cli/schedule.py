@@ -70,8 +70,8 @@ def schedule(
         print_json(plan.to_json())
         return
     console = make_console()
-    echo_lines(f"Schedule from {when:%Y-%m-%d %H:%M %Z}, {plan.effort.hours_per_day:g} working "
-               f"hours a day:")
+    echo_lines(f"Schedule from {when.astimezone():%Y-%m-%d %H:%M %Z}, "
+               f"{plan.effort.hours_per_day:g} working hours a day:")
     if plan.items:
         show(console, schedule_table(plan, plain=not console.is_terminal))
         echo_lines("", *gantt_lines(plan, console.width if console.is_terminal else None), "")

@@ -13,6 +13,8 @@ from the schedule's start, and the issues no host can take, each with the reason
   takes nothing in the schedule either.
 - Tracking issues, pull requests and closed issues are no work: a dependency on a tracking
   issue waits for all its children.
+- An issue naming an agent fleet.yaml does not know is scheduled all the same (the work is
+  there), with a note: dispatch will not launch it until the agent is defined.
 """
 
 from __future__ import annotations
@@ -31,28 +33,26 @@ if TYPE_CHECKING:
     from miyabi_ctl.dispatch.store import Assignment
 
 OVERDUE_MINUTES = 60
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
 def parse_start(text: str | None, now: datetime) -> datetime:
     """``--start``: ``now`` (the default), ``today``, ``tomorrow``, a weekday (its next
     occurrence, today included; 00:00), or an ISO date or date and time (local time unless it
     says otherwise). It names hour 0 of the schedule; runs' remaining time is counted from now."""
-    if text is None or text.strip().lower() == "now":
+    from miyabi_ctl.phase0.prune import WEEKDAYS, parse_when  # the same words as --started-before
+
+    word = (text or "now").strip().lower()
+    if word == "now":
         return now
-    word = text.strip().lower()
     midnight = now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-    if word in ("today", "tomorrow"):
-        return midnight + timedelta(days=word == "tomorrow")
-    for i, day in enumerate(WEEKDAYS):
-        if word in (day, day[:3]):
-            return midnight + timedelta(days=(i - midnight.weekday()) % 7)
+    if word == "tomorrow":
+        return midnight + timedelta(days=1)
     try:
-        when = datetime.fromisoformat(text.strip())
+        when = parse_when(str(text), now)
     except ValueError:
         raise ValueError(f"--start {text!r} is not a date, time or weekday (e.g. now, tomorrow, "
                          "monday, 2026-12-07, '2026-12-07 09:00')") from None
-    return when.astimezone() if when.tzinfo is None else when
+    if word in WEEKDAYS or word in (d[:3] for d in WEEKDAYS):
+        when += timedelta(days=7 if when < midnight else 0)  # the next one, not the last
+    return when
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,6 @@ def build_schedule(graph: Graph, figures: Iterable[HostFigures], runs: Iterable[
         if state.status == "assigned":
             why_not[number] = state.describe()
             continue
-        problem = agents.problem(agents.of(issue.agent))
-        if problem:
-            why_not[number] = problem
-            continue
         minutes, _ = effort.minutes(issue.estimate)
         jobs[number] = Job(number, minutes, issue.rank, issue.needs)
         if not any(m.can_run(jobs[number]) for m in machines):
@@ -167,7 +163,7 @@ def build_schedule(graph: Graph, figures: Iterable[HostFigures], runs: Iterable[
     schedule.makespan = outcome.makespan
     schedule.hosts = [m.name for m in machines if m.slots > 0]
     schedule.unscheduled = [(n, why_not[n]) for n in states if n in why_not]
-    schedule.notes = _notes(schedule, figures, machines, holds)
+    schedule.notes = _notes(schedule, figures, machines, holds, agents)
     return schedule
 
 
@@ -286,7 +282,7 @@ def _no_slot(figure: HostFigures, holds: list[Hold]) -> str:
 
 
 def _notes(schedule: Schedule, figures: list[HostFigures], machines: list[Machine],
-           holds: list[Hold]) -> list[str]:
+           holds: list[Hold], agents: Agents) -> list[str]:
     notes = []
     for figure, machine in zip(figures, machines, strict=True):
         excluded = figure.standing_exclusion()
@@ -299,6 +295,13 @@ def _notes(schedule: Schedule, figures: list[HostFigures], machines: list[Machin
         notes.append(f"no estimate, {schedule.effort.default} "
                      f"({format_hours(schedule.effort.minutes(None)[0])}) assumed: "
                      + ", ".join(f"#{i.issue}" for i in guessed))
+    unknown: dict[str, list[int]] = {}
+    for item in schedule.items:
+        if not item.running and agents.problem(item.agent):
+            unknown.setdefault(item.agent, []).append(item.issue)
+    for name, numbers in unknown.items():
+        notes.append(f"{agents.problem(name)}: dispatch will not launch "
+                     + ", ".join(f"#{n}" for n in numbers) + " until it is (or --agent names one)")
     for item in schedule.items:
         if item.overdue:
             notes.append(f"#{item.issue} runs past its estimate: assumed to end within "

@@ -128,9 +128,14 @@ def test_what_no_host_can_take_is_listed_with_the_reason() -> None:
     assert reasons[1] == ("no host can take it (a: lacks tag gpu; down: unreachable (connection "
                           "refused); busy: critical)")
     assert reasons[2] == "waits on #1, which cannot be scheduled"
-    assert reasons[3].startswith("agent 'Nobody' is not in fleet.yaml's agents (known: claude")
     assert reasons[6] == "waits on pull request #5 (open)"
-    assert set(reasons) == {1, 2, 3, 6} and set(by_issue(plan)) == {4}
+    assert set(reasons) == {1, 2, 6} and set(by_issue(plan)) == {3, 4}
+    # an agent fleet.yaml lacks: the work is scheduled all the same, and the note says dispatch
+    # will not launch it (dispatch lists it with the reason)
+    assert by_issue(plan)[3].agent == "Nobody"
+    assert ("agent 'Nobody' is not in fleet.yaml's agents (known: claude, codex, CodeGenAgent, "
+            "DeploymentAgent, CoordinatorAgent): dispatch will not launch #3 until it is (or "
+            "--agent names one)") in plan.notes
     unreachable = schedule([Issue(1, "x")], [host("a", reachable=False)])
     assert unreachable.unscheduled == [
         (1, "no host can take it (a: unreachable (connection refused))")]
