@@ -1,4 +1,5 @@
-"""How long an issue is expected to take: ``30m``, ``4h``, ``2d``, ``1w``, ``1d4h``, ``1.5h``.
+"""How long an issue is expected to take: ``30m``, ``4h``, ``2d``, ``1w``, ``1d4h``, ``1.5h``
+(the units spelt out work too: ``90 min``, ``2 days``, ``1 week``).
 
 Hours and minutes are hours of work; a day is a *working* day of ``schedule.hours_per_day``
 hours (default 8), a week five of them — so ``2d`` is 16 hours with the default, as people
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 DEFAULT_HOURS_PER_DAY = 8.0
 DEFAULT_ESTIMATE = "1d"  # an issue without an estimate counts as one working day (and is flagged)
 DAYS_PER_WEEK = 5
-_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
+_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*"
+                      r"(minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|wks?|w)(?![a-z])\s*")
+_UNITS = {"m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m", "h": "h", "hr": "h",
+          "hrs": "h", "hour": "h", "hours": "h", "d": "d", "day": "d", "days": "d", "w": "w",
+          "wk": "w", "wks": "w", "week": "w", "weeks": "w"}
 _EXAMPLES = "e.g. 30m, 4h, 2d, 1w, 1d4h"
 
 
@@ -30,16 +35,16 @@ class Estimate:
 
 
 def parse_estimate(text: object) -> Estimate:
-    """``4h`` → Estimate(hours=4); ValueError saying what is wrong and what would be right."""
+    """``4h`` → Estimate(hours=4); ``1d4h``, ``90 min``, ``2 days`` too. ValueError saying what
+    is wrong and what would be right."""
     cleaned = str(text).strip().lower()
-    parts = _PART_RE.findall(cleaned)
-    if not parts or re.sub(r"\s+", "", "".join(n + u for n, u in parts)) != re.sub(
-            r"\s+", "", cleaned):
+    parts = [(float(m.group(1)), _UNITS[m.group(2)]) for m in _PART_RE.finditer(cleaned)]
+    if not parts or _PART_RE.sub("", cleaned) != "" or not re.match(r"\d", cleaned):
         hint = " (a number needs a unit)" if re.fullmatch(r"\d+(\.\d+)?", cleaned) else ""
         raise ValueError(f"estimate {text!r} is not a duration{hint}: use m, h, d (working day) "
                          f"or w (5 working days), {_EXAMPLES}")
-    hours = sum(float(n) * {"m": 1 / 60, "h": 1.0}[u] for n, u in parts if u in "mh")
-    days = sum(float(n) * (DAYS_PER_WEEK if u == "w" else 1) for n, u in parts if u in "dw")
+    hours = sum(n * {"m": 1 / 60, "h": 1.0}[u] for n, u in parts if u in "mh")
+    days = sum(n * (DAYS_PER_WEEK if u == "w" else 1) for n, u in parts if u in "dw")
     if hours + days <= 0:
         raise ValueError(f"estimate {text!r} is zero: an issue takes some time ({_EXAMPLES})")
     return Estimate(hours, days)

@@ -68,8 +68,11 @@ def test_estimates_and_agents_in_the_backlog_file(tmp_path: Path) -> None:
                                                                   None)
     assert parse_estimate("2d").minutes(8) == 960 and parse_estimate("1w").minutes(8) == 2400
     assert parse_estimate("30m").minutes(8) == 30 and parse_estimate("1.5h").minutes() == 90
+    assert [parse_estimate(t).minutes(8) for t in ("90 min", "2 days", "1 week", "1h 30m", "4H")] \
+        == [90, 960, 2400, 90, 240]
     for bad, why in (("4", "a number needs a unit"), ("0h", "is zero"), ("soon", "not a duration"),
-                     ("4 hours", "not a duration"), ("-2h", "not a duration")):
+                     ("4 hours ago", "not a duration"), ("-2h", "not a duration"),
+                     ("4hx", "not a duration"), ("4 mo", "not a duration")):
         path.write_text(f"issues:\n  - {{number: 7, title: t, estimate: '{bad}'}}\n")
         with pytest.raises(BacklogError) as info:
             load_backlog_file(path)
