@@ -55,6 +55,7 @@ class Hold:
     host: str
     end: int
     slots: int = 1
+    counts: bool = True  # part of the plan (an open issue); False: it only holds the slot
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,8 @@ class Problem:
                 break
             t = min(later)
         left = [n for n in order if n not in placed]
-        makespan = max([*(s.end for s in placed.values()), *self.ends.values()], default=0)
+        makespan = max([*(s.end for s in placed.values()),
+                        *(h.end for h in self.holds if h.counts)], default=0)
         return Outcome(placed, left, makespan, list(order), spare)
 
     def _next_end(self, t: int) -> int | None:
@@ -341,7 +343,7 @@ class Problem:
     def bound(self) -> Bound:
         usable = [m for m in self.machines if m.slots > 0]
         names = {m.name for m in usable}
-        held = {h.number: h.end for h in self.holds}
+        held = {h.number: h.end for h in self.holds if h.counts}
         finish: dict[int, int] = {}
         via: dict[int, int | None] = {}
         for number in self.topological():
@@ -358,8 +360,8 @@ class Problem:
         bound = Bound(critical=max(ends.values(), default=0), path=path[::-1])
         bound.slots = sum(m.slots for m in usable)
         hold_work = {h.host: 0 for h in self.holds}
-        for h in self.holds:
-            hold_work[h.host] += h.end * h.slots
+        for h in self.holds:  # a hold that is not part of the plan only delays it: not counted
+            hold_work[h.host] += h.end * h.slots if h.counts else 0
         if bound.slots:
             total = sum(j.minutes for j in self.jobs.values()) + sum(
                 w for host, w in hold_work.items() if host in names)

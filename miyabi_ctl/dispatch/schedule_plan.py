@@ -179,8 +179,9 @@ def _holds(graph: Graph, runs: Iterable[Assignment], effort: Effort, now: dateti
         left = minutes - elapsed
         overdue = left < OVERDUE_MINUTES and elapsed > minutes
         left = max(left, OVERDUE_MINUTES if overdue else 1)
-        holds.append(Hold(run.issue, run.host, left))
-        if issue is not None and graph.is_work(run.issue):
+        shown = issue is not None and graph.is_work(run.issue)
+        holds.append(Hold(run.issue, run.host, left, counts=shown))
+        if shown:
             items[run.issue] = Item(run.issue, issue.title, run.host, run.agent, 0, left,
                                     running=True, default_estimate=defaulted, overdue=overdue)
     return holds, items

@@ -210,3 +210,12 @@ def test_order_counts_the_whole_chain_even_where_it_cannot_be_scheduled(tmp_path
                          Inventory(source=None, hosts=()))
     assert [p.issue for p in plan.assignments] == [1169, 1172, 1166]
     assert "#1172 (P2, chain 44h), #1166 (P2, chain 11h)" in plan.ordering
+
+
+def test_a_run_of_a_closed_issue_holds_its_slot_but_is_no_part_of_the_plan() -> None:
+    issues = [Issue(1, "closed while its agent still runs", state="closed", estimate="3h"),
+              Issue(2, "next", estimate="1h")]
+    plan = schedule(issues, [host("a", sessions=1)], [run(1, "a", NOW)])
+    assert [(i.issue, i.start) for i in plan.items] == [(2, 3 * 60)]  # the slot frees at 3h
+    assert plan.bound.path == [2] and plan.makespan == 4 * 60
+    assert 1 not in plan.to_json()["critical_path"]
