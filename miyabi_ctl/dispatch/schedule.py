@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 LOAD_PER_AGENT = 1.0  # as placement: one busy core per agent
-# The search simulates at most this many job placements, and never more than MAX_SCHEDULES
-# schedules (on this project's 2-core machine: 0.03 s median, 0.26 s at most for 15 issues on
-# three hosts; under a second for 200 issues).
-SEARCH_WORK = 40_000
+# The search simulates about this many job placements at most, and never more than
+# MAX_SCHEDULES schedules (on this project's 2-core machine, busy: 0.03 s median and 0.26 s at
+# most for 15 issues on three hosts; 0.2 s for 100 issues on 10 hosts, 0.7 s for 200 on 16).
+SEARCH_WORK = 25_000
 MAX_SCHEDULES = 1500
 
 
@@ -286,7 +286,7 @@ class Problem:
                     best = outcome
         assert first is not None and best is not None
         if budget is None:
-            budget = max(30, min(MAX_SCHEDULES, SEARCH_WORK // (len(self.jobs) + len(self.machines) + 1)))
+            budget = max(30, min(MAX_SCHEDULES, SEARCH_WORK // max(1, len(self.jobs))))
         search = _Search(self, budget, self.bound().minutes)
         best = search.descend(best)
         # Iterated local search: kick the best list (a few jobs moved at random, the random
