@@ -45,7 +45,8 @@ BacklogPath = Annotated[str | None, typer.Option(
          "beside fleet.yaml or here).")]
 Agent = Annotated[str | None, typer.Option(
     "--agent", metavar="NAME",
-    help="Agent whose launch template to use (default: dispatch.agent, else claude).")]
+    help="Agent whose launch template to use for every issue (default: the issue's own agent, "
+         "else dispatch.agent, else claude).")]
 
 
 def _graph(inventory: Inventory, backlog: str | None) -> tuple[Graph, str]:
@@ -56,14 +57,13 @@ def _graph(inventory: Inventory, backlog: str | None) -> tuple[Graph, str]:
     return Graph.build(issues), source
 
 
-def _agent(inventory: Inventory, agent: str | None) -> str:
-    from miyabi_ctl.dispatch.service import default_agent
+def _agent(inventory: Inventory, agent: str | None) -> str | None:
+    """--agent, checked; None: each issue's own agent, else the default."""
     from miyabi_ctl.errors import InventoryError
 
-    name = agent or default_agent(inventory)
-    if name not in inventory.agents:
-        raise InventoryError(f"unknown agent {name!r} (known: {', '.join(inventory.agents)})")
-    return name
+    if agent is not None and agent not in inventory.launchers:
+        raise InventoryError(f"unknown agent {agent!r} (known: {', '.join(inventory.launchers)})")
+    return agent
 
 
 
@@ -84,6 +84,7 @@ def issues(
     """The backlog as a graph: each issue's priority, state (done / ready / blocked by … /
     assigned to …), needs."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
+    from miyabi_ctl.dispatch.estimate import Effort
     from miyabi_ctl.dispatch.render import issues_json, issues_summary, issues_table
     from miyabi_ctl.dispatch.service import active_assignments, assigned_map, read_claims
     from miyabi_ctl.dispatch.store import RunStore
@@ -95,7 +96,7 @@ def issues(
     if not board.readable:
         echo_lines(f"miyabi-ctl: warning: the claims could not be read, assignments shown are "
                    f"this controller's own: {board.error}", err=True)
-    states = graph.states(assigned_map(board, store))
+    states = graph.states(assigned_map(board, store), Effort.of(inventory.schedule))
     if json_out:
         print_json(issues_json(states, source))
     else:
@@ -142,7 +143,7 @@ def dispatch(
         if explain:
             console = make_console()
             show(console, hosts_table(view.figures, plan, plain=not console.is_terminal))
-            echo_lines(*explain_lines(plan))
+            echo_lines(plan.ordering, *explain_lines(plan))
         echo_lines(*plan_lines(plan))
         if done:
             echo_lines("Claims to release (the issue is closed; worktree and branch stay):",
@@ -151,7 +152,7 @@ def dispatch(
 
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
-        plan = plan_dispatch(graph, view, store, agent=agent_name, max_new=max_new)
+        plan = plan_dispatch(graph, view, store, inventory, agent=agent_name, max_new=max_new)
         done = done_claims(view.board, graph, inventory, source)
         plan_json = _with_claims_error(plan.to_json(), view.board)
         if done:
@@ -182,7 +183,13 @@ def assign(
 ) -> None:
     """Place one issue on one host by hand (the same checks as dispatch)."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
-    from miyabi_ctl.dispatch.service import apply_plan, github_announcer, plan_assign, see_hosts
+    from miyabi_ctl.dispatch.service import (
+        agents_of,
+        apply_plan,
+        github_announcer,
+        plan_assign,
+        see_hosts,
+    )
     from miyabi_ctl.dispatch.store import RunStore
 
     inventory, fleet = open_fleet(fleet_path, [host], timeout=timeout, quiet=json_out)
@@ -191,8 +198,8 @@ def assign(
     store = RunStore(scope=inventory.scope)
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
-        planned = plan_assign(graph, view, store, issue=issue, host=host, agent=agent_name,
-                              force=force)
+        planned = plan_assign(graph, view, store, issue=issue, host=host,
+                              agents=agents_of(inventory, agent_name), force=force)
         p = planned.placement
         if planned.forced:
             typer.echo(f"WARNING: --force: placing #{issue} on {host} although {planned.forced}",

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from miyabi_ctl.dispatch.estimate import parse_estimate
 from miyabi_ctl.dispatch.issue import DEFAULT_PRIORITY, BacklogError, Issue, NoBacklog, normalise_priority
 
 if TYPE_CHECKING:
     from miyabi_ctl.inventory import Inventory
 
 ISSUE_KEYS = {"number", "title", "body", "priority", "parent", "depends", "needs", "labels",
-              "state", "estimate"}
+              "state", "estimate", "agent"}
 
 
 def load_backlog_file(path: str | Path) -> list[Issue]:
@@ -67,8 +68,19 @@ def _issue_from_dict(entry: Any, path: Path, index: int) -> Issue:
         needs=tuple(_string(t, f"{where}: 'needs'") for t in _list(entry, "needs", where)),
         labels=tuple(_string(t, f"{where}: 'labels'") for t in _list(entry, "labels", where)),
         state=state,
-        estimate=None if entry.get("estimate") is None else str(entry["estimate"]),
+        estimate=_estimate(entry.get("estimate"), where),
+        agent=None if entry.get("agent") is None else _string(entry["agent"], f"{where}: 'agent'"),
     )
+
+
+def _estimate(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_estimate(value)
+    except ValueError as exc:
+        raise BacklogError(f"{where}: {exc}") from None
+    return str(value)
 
 
 def _number(value: Any, where: str) -> int:

@@ -14,7 +14,8 @@ means an unknown reference; a reference to a pull request is a dependency on tha
 
 What the labels and bodies mean, following Miyabi's conventions:
 - priority from labels: ``🔥 priority:P0-Critical``, ``priority:P0``, ``P0``, ``p0`` → P0;
-- needs from labels ``needs:<tag>``;
+- needs from labels ``needs:<tag>``; the agent from ``agent:<name>``; the estimate from
+  ``estimate:<duration>`` (``estimate:4h``);
 - dependencies from body lines ``depends: #N``, ``Depends on #N``, ``Blocked by #N``,
   ``Requires #N`` (also as task-list items, and with several references on one line);
 - a task list of bare references (``- [ ] #N``) makes the issue a tracking issue, its parent;
@@ -36,6 +37,7 @@ import urllib.request
 from dataclasses import dataclass, replace
 from typing import Any
 
+from miyabi_ctl.dispatch.estimate import parse_estimate
 from miyabi_ctl.dispatch.issue import DEFAULT_PRIORITY, BacklogError, Issue, normalise_priority
 
 DEFAULT_API = "https://api.github.com"
@@ -182,7 +184,28 @@ def needs_from_labels(labels: list[str]) -> tuple[str, ...]:
                  if name.lower().startswith("needs:") and name.split(":", 1)[1].strip())
 
 
-def issue_from_json(doc: dict[str, Any]) -> Issue:
+def label_value(labels: list[str], key: str, where: str) -> str | None:
+    """The value of the one label ``key:value`` (``agent:CodeGenAgent``); None when none; two
+    different ones are an error naming the issue."""
+    found = {name.split(":", 1)[1].strip() for name in labels
+             if name.lower().startswith(f"{key}:") and name.split(":", 1)[1].strip()}
+    if len(found) > 1:
+        both = " and ".join(f"{key}:{value}" for value in sorted(found))
+        raise BacklogError(f"{where}: labels {both} disagree; keep one")
+    return found.pop() if found else None
+
+
+def estimate_from_labels(labels: list[str], where: str) -> str | None:
+    estimate = label_value(labels, "estimate", where)
+    if estimate is not None:
+        try:
+            parse_estimate(estimate)
+        except ValueError as exc:
+            raise BacklogError(f"{where}: label estimate:{estimate}: {exc}") from None
+    return estimate
+
+
+def issue_from_json(doc: dict[str, Any], repo: str = "") -> Issue:
     """One issue object of the REST API as an ``Issue`` (parent is filled in by the caller).
 
     A pull request (only ever fetched as a dependency) is done when merged; open, or closed
@@ -190,6 +213,7 @@ def issue_from_json(doc: dict[str, Any]) -> Issue:
     labels = [label["name"] if isinstance(label, dict) else str(label)
               for label in doc.get("labels") or []]
     body = doc.get("body") or ""
+    where = f"GitHub {repo}: issue #{doc['number']}" if repo else f"GitHub issue #{doc['number']}"
     pull = doc.get("pull_request")
     if isinstance(pull, dict):
         merged = bool(pull.get("merged_at"))
@@ -206,6 +230,8 @@ def issue_from_json(doc: dict[str, Any]) -> Issue:
         needs=needs_from_labels(labels),
         labels=tuple(labels),
         state="closed" if doc.get("state") == "closed" else "open",
+        estimate=estimate_from_labels(labels, where),
+        agent=label_value(labels, "agent", where),
     )
 
 
@@ -299,7 +325,7 @@ def load_github_issues(source: GitHubSource) -> list[Issue]:
         raise BacklogError(f"backlog.github must be owner/name, got {source.repo!r}")
     client = GitHubClient(source)
     docs = client.open_issues()
-    issues = {int(d["number"]): issue_from_json(d) for d in docs}
+    issues = {int(d["number"]): issue_from_json(d, source.repo) for d in docs}
     parents: dict[int, int] = {}
     tracking: set[int] = set()
     for doc in docs:
@@ -315,7 +341,7 @@ def load_github_issues(source: GitHubSource) -> list[Issue]:
         doc = client.issue(number)
         if doc is None:
             continue  # left out: the graph reports the reference as unknown
-        issues[number] = issue_from_json(doc)
+        issues[number] = issue_from_json(doc, source.repo)
     return [replace(issue, parent=parents.get(number), tracking=number in tracking)
             for number, issue in sorted(issues.items())]
 

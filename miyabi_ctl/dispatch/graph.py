@@ -7,8 +7,9 @@ issues involved — a dispatcher that silently treats a typo as "done" would lau
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from miyabi_ctl.dispatch.estimate import Effort
 from miyabi_ctl.dispatch.issue import BacklogError, Issue
 
 
@@ -23,6 +24,7 @@ class IssueState:
     children: tuple[int, ...] = ()
     unblocks: int = 0
     assigned_to: str | None = None
+    chain: int = 0  # minutes: the longest chain of open work from here on (critical path)
 
     def describe(self) -> str:
         if self.status == "blocked":
@@ -112,6 +114,40 @@ class Graph:
             todo.extend(direct.get(current, []))
         return {n for n in seen if not self.issues[n].done}
 
+    def successors(self) -> dict[int, list[int]]:
+        """What waits on each issue: its dependents, and an open tracking issue for its children
+        (a dependency on a tracking issue is on all of its children)."""
+        after: dict[int, list[int]] = {}
+        for issue in self.issues.values():
+            for dep in issue.depends:
+                after.setdefault(dep, []).append(issue.number)
+            parent = self.issues.get(issue.parent) if issue.parent is not None else None
+            if parent is not None and not parent.done:
+                after.setdefault(issue.number, []).append(parent.number)
+        return after
+
+    def is_work(self, number: int) -> bool:
+        """Open work an agent can be given: not done, not tracking, not a pull request."""
+        issue = self.issues[number]
+        return not (issue.done or issue.pull_request or issue.tracking
+                    or self.children.get(number))
+
+    def chains(self, effort: Effort | None = None) -> dict[int, int]:
+        """Per open issue, the minutes of the longest chain of open work it starts (its own
+        estimate plus the longest chain of what waits on it): the critical path from there."""
+        effort = effort or Effort()
+        after = self.successors()
+        memo: dict[int, int] = {}
+
+        def chain(number: int) -> int:
+            if number not in memo:
+                own = effort.minutes(self.issues[number].estimate)[0] if self.is_work(number) else 0
+                memo[number] = own + max((chain(n) for n in after.get(number, ())
+                                          if not self.issues[n].done), default=0)
+            return memo[number]
+
+        return {n: chain(n) for n in self.issues if not self.issues[n].done}
+
     def state(self, number: int, assigned: dict[int, str] | None = None) -> IssueState:
         issue = self.issues[number]
         children = self.children.get(number, ())
@@ -129,14 +165,19 @@ class Graph:
             return IssueState(issue, "blocked", blocked_by=open_deps, unblocks=unblocks)
         return IssueState(issue, "ready", unblocks=unblocks)
 
-    def states(self, assigned: dict[int, str] | None = None) -> list[IssueState]:
-        """Every issue's state, in dispatch order: priority, then most unblocked work, then number."""
-        return sorted((self.state(n, assigned) for n in self.issues), key=_order)
+    def states(self, assigned: dict[int, str] | None = None,
+               effort: Effort | None = None) -> list[IssueState]:
+        """Every issue's state, in dispatch order: priority, then the longest remaining chain of
+        work (critical path), then number."""
+        chains = self.chains(effort)
+        states = [replace(self.state(n, assigned), chain=chains.get(n, 0)) for n in self.issues]
+        return sorted(states, key=order_key)
 
-    def ready(self, assigned: dict[int, str] | None = None) -> list[IssueState]:
+    def ready(self, assigned: dict[int, str] | None = None,
+              effort: Effort | None = None) -> list[IssueState]:
         """Open, not tracking, every dependency done, not already assigned — in dispatch order."""
-        return [s for s in self.states(assigned) if s.status == "ready"]
+        return [s for s in self.states(assigned, effort) if s.status == "ready"]
 
 
-def _order(state: IssueState) -> tuple[int, int, int]:
-    return (state.issue.rank, -state.unblocks, state.issue.number)
+def order_key(state: IssueState) -> tuple[int, int, int]:
+    return (state.issue.rank, -state.chain, state.issue.number)

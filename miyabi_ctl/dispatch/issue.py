@@ -35,7 +35,8 @@ class Issue:
     needs: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     state: str = "open"
-    estimate: str | None = None
+    estimate: str | None = None  # a duration (estimate.py), checked when the backlog is read
+    agent: str | None = None  # an entry of fleet.yaml's agents: whose template launches it
     tracking: bool = False  # known to have children even when they are not listed (GitHub sub-issues)
     pull_request: str | None = None  # a GitHub pull request depended on: open | closed | merged
 

@@ -92,7 +92,7 @@ def prompt_text(issue: int, title: str, body: str, branch: str) -> str:
 def launch(host: Host, inventory: Inventory, *, issue: int, title: str, body: str,
            agent: str) -> Launched:
     """Create or reuse the worktree and start the agent in tmux; raise LaunchError on failure."""
-    spec = inventory.agents.get(agent)
+    spec = inventory.launchers.get(agent)
     if spec is None or not spec.launch:
         raise LaunchError(f"agent {agent!r} has no launch template in fleet.yaml "
                           f"(agents.{agent}.launch)")

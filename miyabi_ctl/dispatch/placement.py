@@ -1,20 +1,24 @@
 """Where each ready issue should run: a pure function of the issues and the hosts' figures.
 
 Rules (docs/dispatch.md):
-- Ready issues are taken in dispatch order: P0 first, then the one that unblocks most open work,
-  then the lowest number.
+- Ready issues are taken in the order given: the schedule's (``schedule``: P0 first, then the
+  longest remaining chain of work — the critical path), so that today's placements are the
+  schedule's first ones.
 - A host is eligible for an issue when it is reachable, not critical, declares ``max_sessions``,
   has a free slot (``max_sessions`` − agent sessions seen − miyabi-ctl's running assignments
   there that the probe did not already see as sessions), knows its load, and has every tag the
   issue needs.
 - Among eligible hosts the lowest load per core wins, counting what this dispatch already placed:
   each placed agent adds ``LOAD_PER_AGENT`` to the host's load and takes one slot. Ties go to the
-  host with more free slots, then to the name — the same inputs always give the same plan.
+  host with more free slots, then to the name — the same inputs always give the same plan. Where
+  the schedule starts the issue on another eligible host (keeping a tagged host for the issues
+  that need its tags), that host (``prefer``).
+- Each issue runs the agent ``Agents`` names: ``--agent``, else its own, else the default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +29,24 @@ if TYPE_CHECKING:
     from miyabi_ctl.status.health import HostStatus
 
 LOAD_PER_AGENT = 1.0  # one busy core: a coding agent compiling and testing keeps one CPU busy
+
+
+@dataclass(frozen=True)
+class Agents:
+    """Which agent launches an issue: ``--agent`` (``override``), else the issue's own, else the
+    default; one that fleet.yaml does not know cannot be launched."""
+
+    known: Collection[str]
+    default: str
+    override: str | None = None
+
+    def of(self, agent: str | None) -> str:
+        return self.override or agent or self.default
+
+    def problem(self, name: str) -> str | None:
+        if name in self.known:
+            return None
+        return f"agent {name!r} is not in fleet.yaml's agents (known: {', '.join(self.known)})"
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,7 @@ class Plan:
     assignments: list[Placement] = field(default_factory=list)
     unplaced: list[Unplaced] = field(default_factory=list)
     hosts: list[HostFigures] = field(default_factory=list)
+    ordering: str = ""  # how the ready issues were ordered (for --explain)
 
     def to_json(self) -> dict[str, list[dict[str, object]]]:
         return {
@@ -113,9 +136,12 @@ class Plan:
         }
 
 
-def place(states: Iterable[IssueState], hosts: Iterable[HostFigures], *, agent: str,
-          max_new: int | None = None) -> Plan:
-    """Place every ready issue on the best eligible host; say why for every open issue left."""
+def place(states: Iterable[IssueState], hosts: Iterable[HostFigures], *, agent: str | Agents,
+          max_new: int | None = None, prefer: dict[int, str] | None = None) -> Plan:
+    """Place every ready issue on the best eligible host; say why for every open issue left.
+    ``agent``: one agent for every issue, or the per-issue choice; ``prefer``: the host the
+    schedule starts an issue on, taken when it is eligible."""
+    agents = agent if isinstance(agent, Agents) else Agents((agent,), agent, agent)
     figures = list(hosts)
     plan = Plan(hosts=figures)
     placed: dict[str, int] = {h.name: 0 for h in figures}
@@ -125,6 +151,10 @@ def place(states: Iterable[IssueState], hosts: Iterable[HostFigures], *, agent: 
             continue
         if state.status != "ready":
             plan.unplaced.append(Unplaced(issue.number, state.describe()))
+            continue
+        name = agents.of(issue.agent)
+        if agents.problem(name):
+            plan.unplaced.append(Unplaced(issue.number, str(agents.problem(name))))
             continue
         if max_new is not None and len(plan.assignments) >= max_new:
             plan.unplaced.append(Unplaced(issue.number, f"not placed: --max {max_new} reached"))
@@ -138,16 +168,20 @@ def place(states: Iterable[IssueState], hosts: Iterable[HostFigures], *, agent: 
             plan.unplaced.append(Unplaced(issue.number, f"no eligible host ({why})",
                                           tuple(candidates)))
             continue
-        best = eligible[0]
+        wanted = (prefer or {}).get(issue.number)
+        best = next((c for c in eligible if c.host == wanted), eligible[0])
         host = next(h for h in figures if h.name == best.host)
         after = host.load_per_core(placed[host.name] + 1)
-        reason = (f"{issue.priority}, ready; lowest load per core of {len(eligible)} eligible "
-                  f"host{'s' if len(eligible) != 1 else ''}: {best.load_per_core:.2f}"
+        how = (f"lowest load per core of {len(eligible)} eligible host"
+               f"{'s' if len(eligible) != 1 else ''}: " if best is eligible[0] else
+               f"the schedule's host, keeping {eligible[0].host} for issues that need its tags; "
+               f"load per core ")
+        reason = (f"{issue.priority}, ready; {how}{best.load_per_core:.2f}"
                   f" ({after:.2f} with this agent), {best.free_slots} of "
                   f"{host.max_sessions} slots free")
         if issue.needs:
             reason += f", has {', '.join(issue.needs)}"
-        plan.assignments.append(Placement(issue.number, host.name, agent, reason,
+        plan.assignments.append(Placement(issue.number, host.name, name, reason,
                                           tuple(candidates)))
         placed[host.name] += 1
     return plan

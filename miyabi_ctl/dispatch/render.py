@@ -30,6 +30,7 @@ def issue_json(state: IssueState) -> dict[str, Any]:
         "children": list(state.children),
         "unblocks": state.unblocks,
         "estimate": issue.estimate,
+        "agent": issue.agent,
         "labels": list(issue.labels),
     }
 
@@ -47,6 +48,7 @@ ISSUE_COLUMNS: Columns[IssueState] = Columns([
     Column("state", "STATE", lambda s: s.describe(), priority=0, wrap=True),
     Column("needs", "NEEDS", lambda s: ",".join(s.issue.needs) or "-", priority=3),
     Column("estimate", "EST", lambda s: s.issue.estimate or "-", priority=4),
+    Column("agent", "AGENT", lambda s: s.issue.agent or "-", priority=5),
     Column("title", "TITLE", lambda s: s.issue.title, priority=0, wrap=True, beneath=True),
 ])
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from miyabi_ctl import audit
@@ -24,9 +25,19 @@ from miyabi_ctl.dispatch.claims import (
     ClaimsUnavailable,
     new_claim,
 )
+from miyabi_ctl.dispatch.estimate import Effort, format_hours
 from miyabi_ctl.dispatch.graph import Graph
 from miyabi_ctl.dispatch.launch import Launched, branch_name, launch, session_name, worktree_path
-from miyabi_ctl.dispatch.placement import Candidate, HostFigures, Placement, Plan, consider, place
+from miyabi_ctl.dispatch.placement import (
+    Agents,
+    Candidate,
+    HostFigures,
+    Placement,
+    Plan,
+    consider,
+    place,
+)
+from miyabi_ctl.dispatch.schedule_plan import Schedule, build_schedule
 from miyabi_ctl.dispatch.store import AlreadyAssigned, Assignment, RunStore
 from miyabi_ctl.errors import ExitCode, HostError, HostLocked, MiyabiError, Refused
 from miyabi_ctl.fleet import Fleet
@@ -45,6 +56,11 @@ FORCEABLE = ("tags", "slots", "no-max")
 
 def default_agent(inventory: Inventory) -> str:
     return str(inventory.dispatch.get("agent") or "claude")
+
+
+def agents_of(inventory: Inventory, override: str | None = None) -> Agents:
+    """``--agent`` for every issue, else each issue's own, else ``dispatch.agent``."""
+    return Agents(list(inventory.launchers), default_agent(inventory), override)
 
 
 # Announces an assignment where people look (a GitHub label): (issue, host, added?) -> a note
@@ -102,6 +118,7 @@ class FleetView:
     figures: list[HostFigures]
     board: ClaimBoard
     hosts: list[HostStatus] = field(default_factory=list)  # as judged (for notifications)
+    running: list[Assignment] = field(default_factory=list)  # every controller's active runs
 
 
 def see_hosts(fleet: Fleet, store: RunStore, keeper: ClaimKeeper) -> FleetView:
@@ -111,13 +128,41 @@ def see_hosts(fleet: Fleet, store: RunStore, keeper: ClaimKeeper) -> FleetView:
     status = collect_status(fleet)
     board = read_claims(keeper, store, [h.name for h in status.hosts if h.reachable])
     running = active_assignments(board, store)
-    return FleetView(figures_from_status(status.hosts, running), board, status.hosts)
+    return FleetView(figures_from_status(status.hosts, running), board, hosts=status.hosts,
+                     running=running)
 
 
-def plan_dispatch(graph: Graph, view: FleetView, store: RunStore, *, agent: str,
-                  max_new: int | None = None) -> Plan:
-    return place(graph.states(assigned_map(view.board, store)), view.figures, agent=agent,
-                 max_new=max_new)
+def plan_schedule(graph: Graph, view: FleetView, store: RunStore, inventory: Inventory, *,
+                  agent: str | None = None, hours_per_day: float | None = None,
+                  start: datetime | None = None, now: datetime | None = None) -> Schedule:
+    """The backlog scheduled on the hosts as this probe saw them (docs/dispatch.md#schedule)."""
+    now = now or datetime.now(UTC)
+    schedule = build_schedule(graph, view.figures, view.running,
+                              effort=Effort.of(inventory.schedule, hours_per_day),
+                              agents=agents_of(inventory, agent), start=start or now, now=now,
+                              assigned=assigned_map(view.board, store))
+    schedule.claims_error = view.board.error
+    return schedule
+
+
+def plan_dispatch(graph: Graph, view: FleetView, store: RunStore, inventory: Inventory, *,
+                  agent: str | None = None, max_new: int | None = None) -> Plan:
+    """Today's placements: the schedule's first ones (ready issues in its order, each on the
+    host it starts there on), then why every other open issue waits."""
+    schedule = plan_schedule(graph, view, store, inventory, agent=agent)
+    position = {n: i for i, n in enumerate(schedule.order)}
+    states = graph.states(assigned_map(view.board, store), schedule.effort)
+    states.sort(key=lambda s: position.get(s.issue.number, len(position)))
+    plan = place(states, view.figures, agent=agents_of(inventory, agent), max_new=max_new,
+                 prefer=schedule.first_placements())
+    ready = [s for s in states if s.status == "ready"]
+    plan.ordering = (
+        "Ready issues in the order of `miyabi-ctl schedule` (priority, then the longest remaining "
+        "chain of work: the critical path), so these placements are the schedule's first ones"
+        + (f"; this backlog's order: {schedule.rule}" if schedule.rule != "critical path" else "")
+        + (": " + ", ".join(f"#{s.issue.number} ({s.issue.priority}, chain "
+                            f"{format_hours(s.chain)})" for s in ready) if ready else ""))
+    return plan
 
 
 class AssignRefused(Refused):
@@ -135,13 +180,16 @@ class AssignPlan:
 
 
 def plan_assign(graph: Graph, view: FleetView, store: RunStore, *, issue: int,
-                host: str, agent: str, force: bool) -> AssignPlan:
+                host: str, agents: Agents, force: bool) -> AssignPlan:
     """The same checks as dispatch for one issue on one host; --force skips tags and slots."""
     if issue not in graph.issues:
         raise AssignRefused(f"issue #{issue} is not in the backlog")
     state = graph.state(issue, assigned_map(view.board, store))
     if state.status != "ready":
         raise AssignRefused(f"issue #{issue} is not ready: {state.describe()}")
+    agent = agents.of(state.issue.agent)
+    if agents.problem(agent):
+        raise AssignRefused(f"issue #{issue}: {agents.problem(agent)}")
     figure = next(f for f in view.figures if f.name == host)
     candidate = consider(figure, state.issue.needs, 0)
     forced = None

@@ -62,6 +62,7 @@ class AgentSpec:
     executables: tuple[str, ...]
     scripts: tuple[str, ...] = ()
     launch: str | None = None
+    like: str | None = None  # a launch profile: runs this agent's program; its sessions are that agent's
 
 
 DEFAULT_AGENTS: dict[str, AgentSpec] = {
@@ -118,6 +119,13 @@ class Inventory:
     backlog: dict[str, Any] = field(default_factory=dict)
     dispatch: dict[str, Any] = field(default_factory=dict)
     notify: tuple[str, ...] = ()  # Apprise URLs told what changed (miyabi_ctl/notify)
+    profiles: dict[str, AgentSpec] = field(default_factory=dict)  # agents with ``like:``
+    schedule: dict[str, Any] = field(default_factory=dict)  # hours_per_day, default_estimate
+
+    @property
+    def launchers(self) -> dict[str, AgentSpec]:
+        """Every agent dispatch can launch by name: the session kinds and the profiles."""
+        return {**self.agents, **self.profiles}
 
     @property
     def implicit(self) -> bool:

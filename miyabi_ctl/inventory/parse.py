@@ -121,17 +121,19 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-TOP_KEYS = {"repo", "ssh", "thresholds", "agents", "hosts", "backlog", "dispatch", "notify"}
+TOP_KEYS = {"repo", "ssh", "thresholds", "agents", "hosts", "backlog", "dispatch", "schedule",
+            "notify"}
 REPO_KEYS = {"path", "main", "remote", "feature"}
 SSH_KEYS = {"config", "known_hosts", "strict_host_keys", "connect_timeout", "command_timeout",
             "max_parallel", "client", "control_persist"}
 THRESHOLD_KEYS = {"load_per_core", "uncommitted", "sessions_over_max"}
-AGENT_KEYS = {"executables", "scripts", "launch"}
+AGENT_KEYS = {"executables", "scripts", "launch", "like"}
 HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "identity_file",
              "proxy_jump", "client"}
 BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
 DISPATCH_KEYS = {"agent", "worktrees_dir", "test_command", "stale_after"}
 URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
+SCHEDULE_KEYS = {"hours_per_day", "default_estimate"}
 
 
 def _yaml_error(exc: yaml.YAMLError, path: Path) -> InventoryError:
@@ -169,15 +171,19 @@ def parse_inventory(text: str, path: Path) -> Inventory:
     thresholds = (_parse_thresholds(walk, top["thresholds"][1]) if "thresholds" in top
                   else Thresholds())
     agents = _parse_agents(walk, top["agents"][1]) if "agents" in top else dict(DEFAULT_AGENTS)
+    profiles = {name: spec for name, spec in agents.items() if spec.like}
+    agents = {name: spec for name, spec in agents.items() if not spec.like}
     backlog = _plain_section(walk, top, "backlog", BACKLOG_KEYS)
     dispatch = _plain_section(walk, top, "dispatch", DISPATCH_KEYS)
-    if dispatch.get("agent") and dispatch["agent"] not in agents:
+    if dispatch.get("agent") and dispatch["agent"] not in {**agents, **profiles}:
         raise walk.fail(top["dispatch"][1], f"unknown agent {dispatch['agent']!r} "
-                        f"(known: {', '.join(agents)})", key="agent")
+                        f"(known: {', '.join({**agents, **profiles})})", key="agent")
+    schedule = _parse_schedule(walk, top["schedule"][1]) if "schedule" in top else {}
     hosts = _parse_hosts(walk, top["hosts"][1])
     notify = _parse_notify(walk, top["notify"][1]) if "notify" in top else ()
     return Inventory(source=path, hosts=hosts, repo=repo, ssh=ssh, thresholds=thresholds,
-                     agents=agents, backlog=backlog, dispatch=dispatch, notify=notify)
+                     agents=agents, backlog=backlog, dispatch=dispatch, profiles=profiles,
+                     schedule=schedule, notify=notify)
 
 
 def _parse_repo(walk: _Walker, node: Node) -> RepoSpec:
@@ -250,6 +256,9 @@ def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
         if isinstance(vnode, ScalarNode) and walk.value(vnode) is None:
             continue
         items = walk.mapping(vnode, f"agents.{name}", AGENT_KEYS, key=name)
+        if "like" in items:
+            agents[name] = _parse_profile(walk, name, items, agents)
+            continue
         changes: dict[str, Any] = {}
         for key, (_, v) in items.items():
             if key == "launch":
@@ -264,6 +273,46 @@ def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
                             None, f"agents.{name}")
         agents[name] = AgentSpec(name, **fields)
     return agents
+
+
+def _parse_profile(walk: _Walker, name: str, items: dict[str, tuple[Node, Node]],
+                   agents: dict[str, AgentSpec]) -> AgentSpec:
+    """``like: claude``: an agent with a launch template of its own (a CodeGenAgent) that runs
+    claude's program — its sessions are claude's, so it recognises none itself."""
+    key = f"agents.{name}.like"
+    like = walk.string(items["like"][1], None, key)
+    if like not in agents or agents[like].like:
+        kinds = ", ".join(n for n, a in agents.items() if not a.like)
+        raise walk.fail(items["like"][1], f"unknown agent {like!r} (known: {kinds})", None, key)
+    for other in ("executables", "scripts"):
+        if other in items:
+            raise walk.fail(items[other][0], f"an agent with 'like' recognises no sessions of its "
+                            f"own: {like}'s {other} are used", None, f"agents.{name}.{other}")
+    launch = agents[like].launch
+    if "launch" in items:
+        launch = walk.string(items["launch"][1], None, f"agents.{name}.launch")
+        _check_template(walk, items["launch"][1], name, launch)
+    return AgentSpec(name, executables=(), launch=launch, like=like)
+
+
+def _parse_schedule(walk: _Walker, node: Node) -> dict[str, Any]:
+    from miyabi_ctl.dispatch.estimate import parse_estimate  # pure, no further imports
+
+    items = walk.mapping(node, "schedule", SCHEDULE_KEYS, key="schedule")
+    values: dict[str, Any] = {}
+    if "hours_per_day" in items:
+        vnode = items["hours_per_day"][1]
+        values["hours_per_day"] = float(walk.number(vnode, None, "schedule.hours_per_day"))
+        if values["hours_per_day"] > 24:
+            raise walk.fail(vnode, "a day has at most 24 hours", None, "schedule.hours_per_day")
+    if "default_estimate" in items:
+        vnode = items["default_estimate"][1]
+        values["default_estimate"] = walk.string(vnode, None, "schedule.default_estimate")
+        try:
+            parse_estimate(values["default_estimate"])
+        except ValueError as exc:
+            raise walk.fail(vnode, str(exc), None, "schedule.default_estimate") from None
+    return values
 
 
 def _plain_section(walk: _Walker, top: dict[str, tuple[Node, Node]], name: str,

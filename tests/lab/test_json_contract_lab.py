@@ -44,7 +44,7 @@ def cli(*args: str, state: Path, code: int | None = 0) -> Any:
 def test_every_command_has_a_schema() -> None:
     assert set(SCHEMAS) == {"status", "check", "sessions", "issues", "dispatch", "runs", "audit",
                             "recall", "phase0-backup", "phase0-prune", "phase0-merge", "phase0-run",
-                            "phase0-restore"}
+                            "phase0-restore", "schedule"}
     for schema in SCHEMAS.values():
         Draft202012Validator.check_schema(schema)
 
@@ -167,3 +167,15 @@ def test_plan_only_exit_codes_agree_for_the_same_refusal(with_gone: Path, tmp_pa
                               env={**os.environ, "MIYABI_STATE_DIR": str(tmp_path)})
         codes[args[0]] = proc.returncode
     assert codes == {"backup": 1, "prune": 1, "run": 1}
+
+
+def test_schedule_json_on_the_plans_fleet(with_gone: Path, tmp_path: Path) -> None:
+    """The reference backlog on the plan's fleet and a host that is down: critical and
+    unreachable hosts take nothing; the plan's agents, which this fleet.yaml lacks, are noted."""
+    doc = cli("schedule", "--json", "--backlog", str(ROOT / "backlog.yaml"), "--fleet",
+              str(with_gone), state=tmp_path)
+    validate("schedule", doc)
+    items = {i["issue"]: i for i in doc["items"]}
+    assert {i["host"] for i in items.values()} == {"mugen"} and not doc["unscheduled"]
+    assert set(items) == {1166, 1169, 1170, 1172, 1173, 1174, 1175, 1176}
+    assert items[1173]["agent"] == "CodeGenAgent" and items[1175]["start_h"] >= items[1173]["end_h"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from miyabi_ctl.dispatch.backlog import load_backlog_file
+from miyabi_ctl.dispatch.estimate import Effort, parse_estimate
 from miyabi_ctl.dispatch.graph import Graph
 from miyabi_ctl.dispatch.issue import BacklogError, Issue, normalise_priority
 from miyabi_ctl.dispatch.placement import HostFigures, place
@@ -39,19 +40,47 @@ def test_shipped_backlog_mirrors_the_plan() -> None:
     assert (states[1172].unblocks, states[1169].unblocks, states[1166].unblocks) == (4, 2, 1)
 
 
-def test_order_is_priority_then_unblocked_work_then_number() -> None:
+def test_order_is_priority_then_the_longest_remaining_chain_then_number() -> None:
     graph = Graph.build([
         Issue(1, "low", priority="P3"),
-        Issue(2, "p1 leaf", priority="P1"),
-        Issue(3, "p1 unblocks one", priority="P1"),
-        Issue(4, "waits on 3", priority="P3", depends=(3,)),
-        Issue(5, "p1 leaf too", priority="P1"),
-        Issue(6, "urgent", priority="P0"),
+        Issue(2, "p1 leaf, long", priority="P1", estimate="3d"),
+        Issue(3, "p1, unblocks two short ones", priority="P1", estimate="2h"),
+        Issue(4, "waits on 3", priority="P3", depends=(3,), estimate="1h"),
+        Issue(5, "waits on 3 too", priority="P3", depends=(3,), estimate="2h"),
+        Issue(6, "urgent", priority="P0", estimate="30m"),
+        Issue(7, "p1 leaf, no estimate (one day)", priority="P1"),
     ])
-    assert [s.issue.number for s in graph.ready()] == [6, 3, 2, 5, 1]
+    # #2's chain is 24h, #7's 8h, #3's 2h + 2h: the longest chain first, not the most unblocked
+    assert [s.issue.number for s in graph.ready()] == [6, 2, 7, 3, 1]
+    assert {s.issue.number: s.chain for s in graph.ready()}[3] == 4 * 60
+    assert [s.issue.number for s in graph.ready(effort=Effort(hours_per_day=2))] == [6, 2, 3, 7, 1]
     assigned = graph.ready({6: "somewhere"})
-    assert [s.issue.number for s in assigned] == [3, 2, 5, 1]
+    assert [s.issue.number for s in assigned] == [2, 7, 3, 1]
     assert graph.state(6, {6: "mugen (miyabi-6)"}).describe() == "assigned to mugen (miyabi-6)"
+
+
+def test_estimates_and_agents_in_the_backlog_file(tmp_path: Path) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text("issues:\n  - {number: 1, title: t, estimate: 2d, agent: CodeGenAgent}\n"
+                    "  - {number: 2, title: u, estimate: 1h30m}\n")
+    one, two = load_backlog_file(path)
+    assert (one.estimate, one.agent, two.estimate, two.agent) == ("2d", "CodeGenAgent", "1h30m",
+                                                                  None)
+    assert parse_estimate("2d").minutes(8) == 960 and parse_estimate("1w").minutes(8) == 2400
+    assert parse_estimate("30m").minutes(8) == 30 and parse_estimate("1.5h").minutes() == 90
+    assert [parse_estimate(t).minutes(8) for t in ("90 min", "2 days", "1 week", "1h 30m", "4H")] \
+        == [90, 960, 2400, 90, 240]
+    for bad, why in (("4", "a number needs a unit"), ("0h", "is zero"), ("soon", "not a duration"),
+                     ("4 hours ago", "not a duration"), ("-2h", "not a duration"),
+                     ("4hx", "not a duration"), ("4 mo", "not a duration")):
+        path.write_text(f"issues:\n  - {{number: 7, title: t, estimate: '{bad}'}}\n")
+        with pytest.raises(BacklogError) as info:
+            load_backlog_file(path)
+        assert str(info.value).startswith(f"{path}: issue #7: estimate '{bad}'"), info.value
+        assert why in str(info.value)
+    path.write_text("issues:\n  - {number: 7, title: t, agent: ''}\n")
+    with pytest.raises(BacklogError, match="issue #7: 'agent': expected a non-empty string"):
+        load_backlog_file(path)
 
 
 def test_cycle_is_an_error_naming_the_cycle() -> None:

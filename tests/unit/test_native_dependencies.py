@@ -44,6 +44,10 @@ NATIVE_ON_TERMUX = {
                      "python-cryptography runs that pip itself)", ("clang", "libffi")),
     "pynacl": OnTermux("C, against libsodium", "built by pip from its sdist with clang, against "
                        "Termux's libsodium (SODIUM_INSTALL=system)", ("clang", "libsodium")),
+    # requests' (Apprise's) charset detector: here pip installs its mypyc-compiled manylinux
+    # wheel; it also publishes a py3-none-any one, which pip takes where no binary wheel fits.
+    "charset-normalizer": OnTermux("optional (mypyc speed-up)", "its pure-Python wheel from "
+                                   "PyPI: nothing built", ()),
     "pyyaml": OnTermux("optional C, against libyaml", "built by pip from its sdist: with libyaml "
                        "when clang finds it, pure Python otherwise", ("libyaml",)),
 }
