@@ -32,6 +32,7 @@ class RunFacts:
     condition: str = "unknown"
     exit_status: int | None = None
     host_now: int | None = None  # the host's clock when it looked (compared with its own times)
+    tip: str | None = None  # the branch's commit
 
 
 def condition_of(alive: bool, ahead: int | None, pane_tail: str, log_tail: str) -> str:
@@ -72,6 +73,7 @@ def look(host: Host, inventory: Inventory,
                                    values.get("log_tail", "")),
             exit_status=int(values["exit_status"]) if values.get("exit_status") else None,
             host_now=int(now) if now.isdigit() else None,
+            tip=values.get("tip") or None,
         )
     return facts
 
