@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from miyabi_ctl.connectors.base import Host
-from miyabi_ctl.dispatch.store import Assignment
+from miyabi_ctl.dispatch.store import Assignment, RunStore
 from miyabi_ctl.errors import HostError, Refused
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.names import check_remote
@@ -301,6 +301,11 @@ class ClaimKeeper:
         with self._lock:
             return fn(self._own_fleet().host(name))
 
+    def on_host(self, name: str, fn: Callable[[Host], T]) -> T:
+        """``fn`` on host ``name``, through the command's fleet or the keeper's own (for other
+        reads that go where the claims are read: ``merged``)."""
+        return self._with_host(name, fn)
+
     def read(self, prefer: Iterable[str] = (), tries: int = READ_TRIES) -> ClaimBoard:
         """Every claim, from the first of up to ``tries`` hosts that can read them."""
         errors = []
@@ -368,6 +373,16 @@ class ClaimKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def update_claim(keeper: ClaimKeeper, store: RunStore, held: Claim, new: Claim, via: str
+                 ) -> Claim | str:
+    """Replace the claim (with a lease on ``held``); this controller's cache follows it."""
+    updated = keeper.update(held, new, via=via)
+    mine = store.by_claim(held.oid)
+    if isinstance(updated, Claim) and mine is not None:
+        store.follow_claim(mine.id, updated.oid)
+    return updated
 
 
 def _with_oid(claim: Claim, oid: str) -> Claim:

@@ -136,6 +136,13 @@ class RunStore:
                        (worktree, base, log, claim, row_id))
         return self.get(row_id)
 
+    def follow_claim(self, row_id: int, claim: str) -> None:
+        """The assignment's claim was replaced (``land`` or ``tell`` recorded something on it):
+        remember the new object, so the cache does not take the old one's absence for a
+        release."""
+        with self._db() as db:
+            db.execute("UPDATE assignments SET claim = ? WHERE id = ?", (claim, row_id))
+
     def end(self, row_id: int, state: str, note: str | None = None) -> Assignment:
         """Close an assignment as ``failed`` or ``recalled``; the issue becomes free again."""
         if state not in ENDED:
