@@ -32,6 +32,7 @@ def issue_json(state: IssueState) -> dict[str, Any]:
         "unblocks": state.unblocks,
         "estimate": issue.estimate,
         "labels": list(issue.labels),
+        "done_via": state.done_via,
     }
 
 

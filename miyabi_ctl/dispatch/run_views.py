@@ -156,5 +156,5 @@ def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None,
                                  claim=claim, stale=stale, tip=f.tip, pr_state=pr_state))
     for a in history:
         closed = bool(graph and a.issue in graph.issues and graph.issues[a.issue].done)
-        views.append(RunView(a, issue_closed=closed))
+        views.append(RunView(a, issue_closed=closed, merged=a.state == "landed"))
     return RunsReport(views, board.error)
