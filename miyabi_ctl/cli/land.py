@@ -60,7 +60,7 @@ def show(
     inventory = load_inventory(fleet_path)
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
         detail = show_run(inventory, RunStore(), keeper, issue, diff=diff, log_lines=lines,
-                          timeout=timeout, pulls=pull_lookup(inventory))
+                          pulls=pull_lookup(inventory))
     if json_out:
         print_json(detail_json(detail))
     elif diff and detail.diff is not None:

@@ -21,7 +21,6 @@ from miyabi_ctl.dispatch.run_views import PullStates, RunView
 from miyabi_ctl.dispatch.service import read_claims
 from miyabi_ctl.dispatch.store import Assignment, RunStore
 from miyabi_ctl.errors import HostError, Refused
-from miyabi_ctl.fleet import Fleet
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.remote import run_script
 
@@ -116,22 +115,23 @@ class RunDetail:
 
 
 def show_run(inventory: Inventory, store: RunStore, keeper: ClaimKeeper, issue: int, *,
-             diff: bool = False, log_lines: int = LOG_LINES, timeout: float | None = None,
+             diff: bool = False, log_lines: int = LOG_LINES,
              pulls: PullStates | None = None) -> RunDetail:
-    """``show ISSUE``: the claims read (which run, whose), then one round trip to its host; with
-    ``pulls``, where its pull request stands."""
-    target = find_run(read_claims(keeper, store), store, issue)
+    """``show ISSUE``: the claims read (which run, whose), then one round trip to its host — over
+    the keeper's connection when the claims were read through that host; with ``pulls``, where
+    its pull request stands."""
+    known = [a.host for a in store.active() if a.issue == issue]  # read through it, if ours
+    target = find_run(read_claims(keeper, store, known), store, issue)
     a, claim = target.assignment, target.claim
     detail = RunDetail(target, RunView(a, claim=claim),
                        error=f"host {a.host} is not in the fleet")
     if a.host in {h.name for h in inventory.hosts}:
-        with Fleet(inventory, [a.host], connect_timeout=timeout) as fleet:
-            try:
-                detail = look_run(fleet.host(a.host), inventory, target, diff=diff,
-                                  log_lines=log_lines)
-            except HostError as exc:
-                detail = RunDetail(target, RunView(a, claim=claim, error=exc.message),
-                                   error=exc.message)
+        try:
+            detail = keeper.on_host(a.host, lambda host: look_run(
+                host, inventory, target, diff=diff, log_lines=log_lines))
+        except HostError as exc:
+            detail = RunDetail(target, RunView(a, claim=claim, error=exc.message),
+                               error=exc.message)
     if claim is not None and claim.pr:
         if pulls is not None:
             detail.view = replace(detail.view, pr_state=pulls({issue: int(claim.pr)}).get(issue))
