@@ -172,10 +172,10 @@ def dispatch(
             echo_lines(*explain_lines(plan))
         echo_lines(*plan_lines(plan))
         if done:
-            echo_lines("Claims to release (the issue is closed; worktree and branch stay — a "
-                       "run that landed is cleaned up as `land` does):",
+            echo_lines("Claims to release (the issue is closed; worktree and branch stay):",
                        *(f"  #{c.issue} held by {c.holder()}"
-                         + (" — landed: clean up" if c.pr or c.land == "landed" else "")
+                         + (" — it landed: cleaned up as `land` does (the worktree is removed)"
+                            if c.pr or c.land == "landed" else "")
                          for c in done))
         _claims_warning(view.board)
 

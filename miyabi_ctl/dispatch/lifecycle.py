@@ -47,7 +47,8 @@ def run_state(view: RunView) -> str:
     a refused run, or on review comments). Then what ``land`` recorded on the claim: a pull
     request merged or closed; a check that failed or a conflict, while the branch is still at
     the commit it was about (new commits make it ``ended`` again, ready for another try); an
-    open pull request; a merge whose clean-up is left. Then the run's own facts."""
+    open pull request; a merge whose clean-up is left (or a branch merged into main by hand).
+    Then the run's own facts."""
     a = view.assignment
     if not a.active:
         return a.state if a.state in RUN_STATES else "unknown"
@@ -62,7 +63,7 @@ def run_state(view: RunView) -> str:
         return land
     if pr or land == "pr-open":
         return pr or "pr-open"
-    if land == "landed":
+    if land == "landed" or view.merged:
         return "landed"
     if view.stale:
         return "stale"

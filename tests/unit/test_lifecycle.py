@@ -53,6 +53,8 @@ def test_what_land_recorded_on_the_claim() -> None:
     conflict = _claim(land="conflicts", land_tip=tip)
     assert run_state(RunView(a, alive=False, ahead=2, tip=tip, claim=conflict)) == "conflicts"
     assert run_state(RunView(a, alive=False, ahead=2, claim=_claim(land="landed"))) == "landed"
+    # Merged into main by hand: its work is home, only the clean-up is left.
+    assert run_state(RunView(a, alive=False, ahead=0, merged=True, claim=_claim())) == "landed"
 
 
 def test_pull_requests() -> None:
