@@ -23,11 +23,12 @@ from miyabi_ctl.dispatch.github import GitHubSource
 from miyabi_ctl.dispatch.land import LANDS, LandItem, LandPlan, decide
 from miyabi_ctl.dispatch.pulls import PullError, fenced, open_pull, pull_body
 from miyabi_ctl.dispatch.recall import Discard, RecallOutcome, RecallTarget, apply_recall
-from miyabi_ctl.dispatch.show import RunDetail, look_run
+from miyabi_ctl.dispatch.show import RunDetail, look_run, run_dir
 from miyabi_ctl.dispatch.store import Assignment, RunStore
 from miyabi_ctl.dispatch.worktree import inspect_worktree
 from miyabi_ctl.errors import ExitCode, HostError, HostLocked, MiyabiError
 from miyabi_ctl.fleet import Fleet
+from miyabi_ctl.names import check_branch
 from miyabi_ctl.phase0.locks import host_lock
 from miyabi_ctl.phase0.merge import CHECK_TIMEOUT_S, GIT_TIMEOUT_S, MERGE_SCRIPT, _multi
 from miyabi_ctl.remote import Script, key_values, run_script
@@ -149,6 +150,7 @@ def _merge_or_open(host: Host, item: LandItem, plan: LandPlan, fleet: Fleet, sto
     detail = fresh.detail
     assert detail is not None and detail.view.tip
     tip = detail.view.tip
+    check_branch(a.branch, "the run's branch")
     path = host.spec.repo_path_or(inv.repo)
     facts = run_script(host, MERGE_SCRIPT, "facts", path, inv.repo.remote, a.branch,
                        inv.repo.main, "1", timeout=GIT_TIMEOUT_S)
@@ -169,7 +171,7 @@ def _merge_or_open(host: Host, item: LandItem, plan: LandPlan, fleet: Fleet, sto
                  check_output=_multi(result.stdout, "check_out"))
     onto = v.get("into_base", "")
     if out.check_rc is not None:
-        _record_check(host, inv.repo.remote, path, a.log, plan.check, out, tip, onto)
+        _record_check(host, inv.repo.remote, path, a, plan.check, out, tip, onto)
         audit.record(host.name, "land.check", result="ok" if out.check_rc == 0 else "failed",
                      issue=a.issue, command=plan.check, rc=out.check_rc, tip=tip, onto=onto)
     if out.conflicts or (out.check_rc not in (None, 0)):
@@ -249,15 +251,16 @@ def _check_words(command: str, rc: int | None, tip: str, onto: str) -> str:
     return f"{command} — {verdict} on {tip[:12]} merged onto {onto[:12]}"
 
 
-def _record_check(host: Host, remote: str, path: str, log: str | None, command: str,
+def _record_check(host: Host, remote: str, path: str, a: Assignment, command: str,
                   out: Landed, tip: str, onto: str) -> None:
     """The check's result beside the run's log, where ``show`` finds it on any controller."""
-    if not log:
+    folder = run_dir(a)
+    if folder is None:
         return
     when = datetime.now(UTC).isoformat(timespec="seconds")
     values = [f"rc={out.check_rc}", f"command={' '.join(command.splitlines())}",
               f"time={when}", f"onto={onto}", f"tip={tip}"]
-    run_script(host, LAND_SCRIPT, path, remote, "record", log.rsplit("/", 1)[0], *values, "--",
+    run_script(host, LAND_SCRIPT, path, remote, "record", folder, *values, "--",
                *out.check_output, timeout=60)
 
 

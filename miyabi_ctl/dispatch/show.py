@@ -57,6 +57,16 @@ def find_run(board: ClaimBoard, store: RunStore, issue: int) -> RunTarget:
                     f"never dispatched it{where}")
 
 
+def run_dir(a: Assignment) -> str | None:
+    """The run's directory on its host (where launch put ``agent.log``), or None when the record
+    names another place: ``tell`` and ``land`` write there, and a claim is written by whoever can
+    push to the remote."""
+    tail = f"/.runs/issue-{a.issue}/agent.log"
+    if not a.log or not a.log.endswith(tail) or "/../" in a.log:
+        return None
+    return a.log[:-len("/agent.log")]
+
+
 @dataclass(frozen=True)
 class Commit:
     sha: str

@@ -21,7 +21,7 @@ from miyabi_ctl import audit
 from miyabi_ctl.dispatch.agent_run import look
 from miyabi_ctl.dispatch.claims import Claim, ClaimKeeper, update_claim
 from miyabi_ctl.dispatch.launch import runner_script
-from miyabi_ctl.dispatch.show import RunTarget
+from miyabi_ctl.dispatch.show import RunTarget, run_dir
 from miyabi_ctl.dispatch.store import RunStore
 from miyabi_ctl.errors import CommandFailed, Refused, UsageError
 from miyabi_ctl.fleet import Fleet
@@ -61,16 +61,17 @@ def tell(fleet: Fleet, store: RunStore, keeper: ClaimKeeper, target: RunTarget, 
     inv = fleet.inventory
     if not a.active and claim is None:
         raise TellRefused(f"issue #{a.issue}'s run ended as {a.state}: there is no agent to tell")
-    if not a.log:
-        raise TellRefused(f"issue #{a.issue}'s run has no run directory on record")
+    folder = run_dir(a)
+    if folder is None:
+        raise TellRefused(f"issue #{a.issue}'s run has no run directory on record "
+                          f"(its log: {a.log or 'none'})")
     try:
         host = fleet.host(a.host)
     except KeyError:
         raise TellRefused(f"issue #{a.issue} runs on {a.host}, which is not in the fleet") from None
-    run_dir = a.log.rsplit("/", 1)[0]
     audit.ensure_writable()
     with host_lock(host, host.spec.repo_path_or(inv.repo), "tell"):
-        facts = look(host, inv, [(a.issue, a.branch, a.base or "", a.log)]).get(a.issue)
+        facts = look(host, inv, [(a.issue, a.branch, a.base or "", a.log or "")]).get(a.issue)
         if facts is None:
             raise TellRefused(f"{a.host} gave no answer about #{a.issue}")
         if facts.alive:
@@ -79,7 +80,7 @@ def tell(fleet: Fleet, store: RunStore, keeper: ClaimKeeper, target: RunTarget, 
                                   "headless agent does not read its terminal and the text would "
                                   "be lost (wait until it asks or ends — `runs` — or --force to "
                                   "type it anyway)")
-            result = run_script(host, TELL_SCRIPT, "type", str(a.issue), run_dir, message,
+            result = run_script(host, TELL_SCRIPT, "type", str(a.issue), folder, message,
                                 timeout=30)
             mode = "typed"
         else:
@@ -88,7 +89,7 @@ def tell(fleet: Fleet, store: RunStore, keeper: ClaimKeeper, target: RunTarget, 
             if not template:
                 raise TellRefused(f"agent {a.agent!r} has no follow-up template "
                                   f"(agents.{a.agent}.follow_up in fleet.yaml)")
-            result = run_script(host, TELL_SCRIPT, "restart", str(a.issue), run_dir, message,
+            result = run_script(host, TELL_SCRIPT, "restart", str(a.issue), folder, message,
                                 a.worktree, a.branch, agent_command(template),
                                 runner_script(template), timeout=60)
             mode = "restarted"

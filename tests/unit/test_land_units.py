@@ -186,3 +186,12 @@ def test_a_merged_branch_makes_its_issue_done() -> None:
     assert states[1].describe() == f"done (merged into origin/main: issue/1 at {TIP[:12]})"
     assert states[2].status == "ready"
     assert with_merged(graph, MergedBoard(error="x"), "origin", "main") is graph
+
+
+def test_tell_and_land_write_only_in_the_run_directory_launch_made() -> None:
+    from miyabi_ctl.dispatch.show import run_dir
+
+    assert run_dir(assignment(log="/r/.runs/issue-1169/agent.log")) == "/r/.runs/issue-1169"
+    for log in ("/home/me/.ssh/agent.log", "/r/.runs/issue-1170/agent.log", None,
+                "/r/.runs/issue-1169/../../.ssh/.runs/issue-1169/agent.log"):
+        assert run_dir(assignment(log=log)) is None, log
