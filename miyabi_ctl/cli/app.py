@@ -51,11 +51,12 @@ def _root(
 
 
 # Each command group lives in a module of its own and registers itself here, one line each.
-from miyabi_ctl.cli import dispatch, notify, phase0, schedule, status  # noqa: E402
+from miyabi_ctl.cli import dispatch, land, notify, phase0, schedule, status  # noqa: E402
 
 status.register(app)
 phase0.register(app)
 dispatch.register(app)
+land.register(app)
 notify.register(app)
 schedule.register(app)
 

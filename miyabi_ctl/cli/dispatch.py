@@ -32,7 +32,7 @@ from miyabi_ctl.cli.common import (
 from miyabi_ctl.errors import ExitCode
 
 if TYPE_CHECKING:
-    from miyabi_ctl.dispatch.claims import ClaimBoard
+    from miyabi_ctl.dispatch.claims import ClaimBoard, ClaimKeeper
     from miyabi_ctl.dispatch.graph import Graph
     from miyabi_ctl.dispatch.recall import RecallOutcome
     from miyabi_ctl.dispatch.service import ApplyReport, FleetView
@@ -55,6 +55,35 @@ def _graph(inventory: Inventory, backlog: str | None) -> tuple[Graph, str]:
 
     issues, source = load_backlog(inventory, backlog)
     return Graph.build(issues), source
+
+
+def graph_or_none(inventory: Inventory, backlog: str | None) -> Graph | None:
+    """The backlog's graph, or None without a backlog (a warning when it cannot be read): for
+    commands that show runs and only use it for issue states and titles."""
+    from miyabi_ctl.dispatch.issue import NoBacklog
+    from miyabi_ctl.errors import MiyabiError
+
+    try:
+        return _graph(inventory, backlog)[0]
+    except NoBacklog:
+        return None
+    except MiyabiError as exc:  # runs still shows what it can; "issue closed" is then unknown
+        typer.echo(f"miyabi-ctl: warning: backlog unavailable, issue states unknown: {exc}",
+                   err=True)
+        return None
+
+
+def _merged(graph: Graph, source: str, keeper: ClaimKeeper,
+            prefer: list[str] | None = None) -> Graph:
+    """A file backlog's issues whose branch is merged into the remote's main count as done."""
+    from miyabi_ctl.dispatch.merged import mark_merged
+
+    graph, error = mark_merged(graph, source, keeper, prefer)
+    if error:
+        echo_lines(f"miyabi-ctl: warning: could not learn which issue branches are merged into "
+                   f"{keeper.inventory.repo.remote}/{keeper.inventory.repo.main}: {error}",
+                   err=True)
+    return graph
 
 
 def _agent(inventory: Inventory, agent: str | None) -> str | None:
@@ -93,6 +122,7 @@ def issues(
     store = RunStore(scope=inventory.scope)
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
         board = read_claims(keeper, store)
+        graph = _merged(graph, source, keeper, [board.via] if board.via else None)
     if not board.readable:
         echo_lines(f"miyabi-ctl: warning: the claims could not be read, assignments shown are "
                    f"this controller's own: {board.error}", err=True)
@@ -124,6 +154,7 @@ def dispatch(
 ) -> None:
     """Place ready issues on the least-loaded eligible hosts; with --apply, launch the agents."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
+    from miyabi_ctl.dispatch.landing import cleanup_landed
     from miyabi_ctl.dispatch.render import explain_lines, hosts_table, plan_lines
     from miyabi_ctl.dispatch.service import (
         apply_plan,
@@ -147,11 +178,15 @@ def dispatch(
         echo_lines(*plan_lines(plan))
         if done:
             echo_lines("Claims to release (the issue is closed; worktree and branch stay):",
-                       *(f"  #{c.issue} held by {c.holder()}" for c in done))
+                       *(f"  #{c.issue} held by {c.holder()}"
+                         + (" — it landed: cleaned up as `land` does (the worktree is removed)"
+                            if c.pr or c.land == "landed" else "")
+                         for c in done))
         _claims_warning(view.board)
 
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
+        graph = _merged(graph, source, keeper, [view.board.via] if view.board.via else None)
         plan = plan_dispatch(graph, view, store, inventory, agent=agent_name, max_new=max_new)
         done = done_claims(view.board, graph, inventory, source)
         plan_json = _with_claims_error(plan.to_json(), view.board)
@@ -162,7 +197,8 @@ def dispatch(
             plan_then_apply(_launches(
                 plan_json, show_plan,
                 lambda: apply_plan(plan.assignments, graph, fleet, store, keeper, done=done,
-                                   announce=github_announcer(inventory, source)),
+                                   announce=github_announcer(inventory, source),
+                                   cleanup=lambda c: cleanup_landed(c, fleet, store, keeper)),
                 nothing_to_do=not plan.assignments and not done,
                 question="Launch these agents?", applicable=view.board.readable,
             ), apply=apply, yes=yes, json_out=json_out)
@@ -198,6 +234,7 @@ def assign(
     store = RunStore(scope=inventory.scope)
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
+        graph = _merged(graph, source, keeper, [view.board.via] if view.board.via else None)
         planned = plan_assign(graph, view, store, issue=issue, host=host,
                               agents=agents_of(inventory, agent_name), force=force)
         p = planned.placement
@@ -268,23 +305,15 @@ def runs(
     """Every assignment of every controller (the claims on the remote): session alive or gone,
     commits on its branch, last activity, done, stale."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
-    from miyabi_ctl.dispatch.issue import NoBacklog
+    from miyabi_ctl.dispatch.pulls import pull_lookup
     from miyabi_ctl.dispatch.render import run_json, runs_table
     from miyabi_ctl.dispatch.run_views import collect_runs
     from miyabi_ctl.dispatch.store import RunStore
-    from miyabi_ctl.errors import MiyabiError
     inventory = load_fleet(fleet_path)
-    graph = None
-    try:
-        graph, _source = _graph(inventory, backlog)
-    except NoBacklog:
-        pass
-    except MiyabiError as exc:  # runs still shows what it can; "issue closed" is then unknown
-        typer.echo(f"miyabi-ctl: warning: backlog unavailable, issue states unknown: {exc}",
-                   err=True)
+    graph = graph_or_none(inventory, backlog)
     with ClaimKeeper(inventory, timeout=timeout) as keeper:
         report = collect_runs(inventory, RunStore(scope=inventory.scope), graph, keeper,
-                              forks=forks, timeout=timeout)
+                              forks=forks, timeout=timeout, pulls=pull_lookup(inventory))
     views = report.views
     if report.claims_error:
         typer.echo(f"miyabi-ctl: error: the claims could not be read, so other controllers' "

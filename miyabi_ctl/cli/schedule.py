@@ -61,7 +61,7 @@ def schedule(
         raise UsageError(str(exc)) from None
     inventory, fleet = open_fleet(fleet_path, hosts, forks=forks, timeout=timeout, quiet=json_out)
     graph, _source = _graph(inventory, backlog)
-    store = RunStore()
+    store = RunStore(scope=inventory.scope)
     with fleet, ClaimKeeper(inventory, fleet, timeout=timeout) as keeper:
         view = see_hosts(fleet, store, keeper)
     plan = plan_schedule(graph, view, store, inventory, hours_per_day=hours_per_day, start=when,

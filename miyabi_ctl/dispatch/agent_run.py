@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from miyabi_ctl.connectors.base import Host
+from miyabi_ctl.connectors.base import Host, RunResult
 from miyabi_ctl.errors import CommandFailed
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.remote import Script, key_values, records, run_script
@@ -32,6 +32,7 @@ class RunFacts:
     condition: str = "unknown"
     exit_status: int | None = None
     host_now: int | None = None  # the host's clock when it looked (compared with its own times)
+    tip: str | None = None  # the branch's commit
 
 
 def condition_of(alive: bool, ahead: int | None, pane_tail: str, log_tail: str) -> str:
@@ -47,15 +48,25 @@ def condition_of(alive: bool, ahead: int | None, pane_tail: str, log_tail: str) 
     return "unknown"
 
 
+def look_args(inventory: Inventory, host: Host, runs: list[tuple[int, str, str, str]]
+              ) -> list[str]:
+    """runs.sh's arguments: the repository, remote and main, then (issue, branch, base, log)."""
+    return [host.spec.repo_path_or(inventory.repo), inventory.repo.remote, inventory.repo.main,
+            *(a for run in runs for a in (str(run[0]), run[1], run[2] or "", run[3] or ""))]
+
+
 def look(host: Host, inventory: Inventory,
          runs: list[tuple[int, str, str, str]]) -> dict[int, RunFacts]:
     """One round trip: for each (issue, branch, base, log) whether its session lives, and more."""
-    args = [a for run in runs for a in (str(run[0]), run[1], run[2] or "", run[3] or "")]
-    result = run_script(host, RUNS_SCRIPT, host.spec.repo_path_or(inventory.repo),
-                        inventory.repo.remote, inventory.repo.main, *args, timeout=60)
+    result = run_script(host, RUNS_SCRIPT, *look_args(inventory, host, runs), timeout=60)
+    return parse_look(host.name, result)
+
+
+def parse_look(host: str, result: RunResult) -> dict[int, RunFacts]:
+    """runs.sh's records (also at the head of show.sh's output) as facts per issue."""
     if result.exit_code != 0:
         error = key_values(result.stdout).get("error") or result.stderr.strip()
-        raise CommandFailed(host.name, f"cannot look at runs: {error}", result)
+        raise CommandFailed(host, f"cannot look at runs: {error}", result)
     facts: dict[int, RunFacts] = {}
     now = key_values(result.stdout).get("now", "")
     for values in records(result.stdout, "run"):
@@ -72,6 +83,7 @@ def look(host: Host, inventory: Inventory,
                                    values.get("log_tail", "")),
             exit_status=int(values["exit_status"]) if values.get("exit_status") else None,
             host_now=int(now) if now.isdigit() else None,
+            tip=values.get("tip") or None,
         )
     return facts
 

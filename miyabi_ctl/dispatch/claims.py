@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from miyabi_ctl.connectors.base import Host
-from miyabi_ctl.dispatch.store import Assignment
+from miyabi_ctl.dispatch.store import Assignment, RunStore
 from miyabi_ctl.errors import HostError, Refused
 from miyabi_ctl.inventory import Inventory
 from miyabi_ctl.names import check_remote
@@ -44,7 +44,13 @@ VERSION = "1"
 READ_TRIES = 3  # hosts asked in turn before the claims count as unreadable
 DEFAULT_STALE_AFTER_S = 30 * 60
 FIELDS = ("version", "issue", "title", "host", "agent", "branch", "session", "worktree", "state",
-          "base", "log", "controller", "controller_name", "claimed", "nonce")
+          "base", "log", "controller", "controller_name", "claimed", "land", "land_tip", "land_note",
+          "pr", "nonce")
+# What `land` made of the run, on the claim so every controller sees it (``lifecycle``): the
+# check failed or the branch conflicts with main (at ``land_tip``), a pull request is open, or
+# the branch is merged and only the clean-up is left. Records without it (older controllers)
+# read as nothing recorded; older controllers ignore the keys.
+LAND_STATES = ("check-failed", "conflicts", "pr-open", "landed")
 
 
 class ClaimsUnavailable(Refused):
@@ -94,6 +100,10 @@ class Claim:
     controller: str = ""
     controller_name: str = ""
     claimed: str = ""  # the claiming controller's clock: shown, never compared
+    land: str = ""  # one of LAND_STATES, or '' (nothing recorded)
+    land_tip: str = ""  # the commit of issue/N that outcome is about
+    land_note: str = ""  # its words: the conflicting files, the failed check, the PR's URL
+    pr: str = ""  # the pull request's number (GitHub backlog)
     malformed: str | None = None  # why the record could not be read (the claim still holds)
 
     def holder(self) -> str:
@@ -127,7 +137,8 @@ def claim_message(claim: Claim) -> str:
               "worktree": claim.worktree, "state": claim.state, "base": claim.base,
               "log": claim.log, "controller": claim.controller,
               "controller_name": claim.controller_name, "claimed": claim.claimed,
-              "nonce": secrets.token_hex(6)}  # two identical claims are still two objects
+              "land": claim.land, "land_tip": claim.land_tip, "land_note": claim.land_note,
+              "pr": claim.pr, "nonce": secrets.token_hex(6)}  # two identical claims are still two objects
     lines = [f"{key}={_one_line(values[key])}" for key in FIELDS]
     return f"miyabi-ctl claim: issue #{claim.issue}\n\n" + "\n".join(lines) + "\n"
 
@@ -158,7 +169,10 @@ def parse_claim(name: str, oid: str, lines: dict[str, str]) -> Claim | None:
                  title=fields.get("title", ""), base=fields.get("base", ""),
                  log=fields.get("log", ""), controller=fields.get("controller", ""),
                  controller_name=fields.get("controller_name", ""),
-                 claimed=fields.get("claimed", ""))
+                 claimed=fields.get("claimed", ""),
+                 land=fields["land"] if fields.get("land") in LAND_STATES else "",
+                 land_tip=fields.get("land_tip", ""), land_note=fields.get("land_note", ""),
+                 pr=fields.get("pr", "") if fields.get("pr", "").isdigit() else "")
 
 
 def parse_claims(output: str) -> list[Claim]:
@@ -287,6 +301,11 @@ class ClaimKeeper:
         with self._lock:
             return fn(self._own_fleet().host(name))
 
+    def on_host(self, name: str, fn: Callable[[Host], T]) -> T:
+        """``fn`` on host ``name``, through the command's fleet or the keeper's own (for other
+        reads that go where the claims are read: ``merged``)."""
+        return self._with_host(name, fn)
+
     def read(self, prefer: Iterable[str] = (), tries: int = READ_TRIES) -> ClaimBoard:
         """Every claim, from the first of up to ``tries`` hosts that can read them."""
         errors = []
@@ -354,6 +373,16 @@ class ClaimKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def update_claim(keeper: ClaimKeeper, store: RunStore, held: Claim, new: Claim, via: str
+                 ) -> Claim | str:
+    """Replace the claim (with a lease on ``held``); this controller's cache follows it."""
+    updated = keeper.update(held, new, via=via)
+    mine = store.by_claim(held.oid)
+    if isinstance(updated, Claim) and mine is not None:
+        store.follow_claim(mine.id, updated.oid)
+    return updated
 
 
 def _with_oid(claim: Claim, oid: str) -> Claim:

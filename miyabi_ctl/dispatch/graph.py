@@ -25,8 +25,11 @@ class IssueState:
     unblocks: int = 0
     assigned_to: str | None = None
     chain: int = 0  # minutes: the longest chain of open work from here on (critical path)
+    done_via: str | None = None  # done although the backlog says open: where that was learnt
 
     def describe(self) -> str:
+        if self.status == "done" and self.done_via:
+            return f"done ({self.done_via})"
         if self.status == "blocked":
             return "blocked by " + ", ".join(f"#{n}" for n in self.blocked_by)
         if self.status == "assigned":
@@ -45,6 +48,7 @@ class Graph:
 
     issues: dict[int, Issue]
     children: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    done_notes: dict[int, str] = field(default_factory=dict)  # see IssueState.done_via
 
     @classmethod
     def build(cls, issues: Iterable[Issue]) -> Graph:
@@ -153,7 +157,8 @@ class Graph:
         children = self.children.get(number, ())
         unblocks = len(self.dependents(number))
         if issue.done:
-            return IssueState(issue, "done", children=children, unblocks=0)
+            return IssueState(issue, "done", children=children, unblocks=0,
+                              done_via=self.done_notes.get(number))
         if issue.pull_request:  # a dependency only, never work to dispatch; merged is done
             return IssueState(issue, "pull request", unblocks=unblocks)
         if children or issue.tracking:

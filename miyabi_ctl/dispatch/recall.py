@@ -133,13 +133,16 @@ def recall_notes(backup_plan: BackupPlan, leftovers: Leftovers | None,
 
 
 def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: ClaimKeeper,
-                 discard: Discard = Discard(), release: Release | None = None) -> RecallOutcome:
+                 discard: Discard = Discard(), release: Release | None = None, *,
+                 action: str = "recall", end_state: str = "recalled") -> RecallOutcome:
     """Stop the session, back the worktree up (pushed, verified), and only then remove it.
 
     Nested repositories with work, ignored files and what git cannot keep (FIFOs, sockets, empty
     directories) are in no backup: unless ``discard`` allows their deletion, the recall is
     refused before anything is changed (and the removal script checks again once the session is
-    stopped). A detached HEAD's commits go on a pushed, verified ``recalled/`` branch first."""
+    stopped). A detached HEAD's commits go on a pushed, verified ``recalled/`` branch first.
+    ``land`` cleans up through this too, as ``action`` (its name in the audit log and the host
+    lock), ending the run as ``end_state``."""
     from miyabi_ctl.dispatch.agent_run import stop
     from miyabi_ctl.dispatch.worktree import (
         WorktreeKept,
@@ -153,17 +156,17 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
     inventory = fleet.inventory
     host = fleet.host(a.host)
     out = RecallOutcome(a, ok=False)
-    with host_lock(host, host.spec.repo_path_or(inventory.repo), "recall"):
+    with host_lock(host, host.spec.repo_path_or(inventory.repo), action):
         refusals = discard.refusals(inspect_worktree(host, inventory, a.worktree))
         if refusals:
-            out.message = "not recalled, nothing changed: " + "; ".join(refusals)
-            audit.record(host.name, "recall", result="refused", error=out.message, issue=a.issue)
+            out.message = f"not {end_state}, nothing changed: " + "; ".join(refusals)
+            audit.record(host.name, action, result="refused", error=out.message, issue=a.issue)
             return out
         out.stopped = stop(host, a.issue)
         # Then everything else that works in the worktree (a helper the agent started with
         # setsid, a dev server, a second session): its writes must be in the backup.
         procs = stop_processes(host, inventory, a.worktree)
-        audit.record(host.name, "recall.stop", result="ok" if not procs.left else "failed",
+        audit.record(host.name, f"{action}.stop", result="ok" if not procs.left else "failed",
                      issue=a.issue, after={"session": a.session, "was_running": out.stopped,
                                            "stopped": list(procs.stopped),
                                            "left": list(procs.left)})
@@ -176,7 +179,7 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
         out.backup = backup.message
         if not backup.ok:
             out.message = f"backup failed, worktree kept: {backup.message}"
-            audit.record(host.name, "recall", result="failed", error=out.message, issue=a.issue)
+            audit.record(host.name, action, result="failed", error=out.message, issue=a.issue)
             return out
         # Right before the removal: the tree must still be exactly what the backup holds.
         now = plan_backup(host, a.worktree, label=backup_label(a.issue),
@@ -185,7 +188,7 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
                 backup.plan.snapshot.index_tree if backup.plan and backup.plan.snapshot else None):
             out.message = ("the worktree changed after its backup (is someone still working "
                            f"there?): worktree kept; {backup.message}")
-            audit.record(host.name, "recall.remove", result="refused", error=out.message,
+            audit.record(host.name, f"{action}.remove", result="refused", error=out.message,
                          issue=a.issue, backup=backup.branch)
             return out
         try:
@@ -193,11 +196,11 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
                                     discard_nested=discard.nested, discard_unkept=discard.unkept)
         except WorktreeKept as exc:
             out.message = f"session stopped and work backed up, but the worktree is KEPT: {exc}"
-            audit.record(host.name, "recall.remove", result="refused", error=str(exc),
+            audit.record(host.name, f"{action}.remove", result="refused", error=str(exc),
                          issue=a.issue, backup=backup.branch)
             return out
         out.removed = True
-        audit.record(host.name, "recall.remove", result="ok", issue=a.issue,
+        audit.record(host.name, f"{action}.remove", result="ok", issue=a.issue,
                      before={"worktree": a.worktree, "branch": a.branch,
                              "ignored": len(found.ignored),
                              "nested": [n.path for n in found.nested],
@@ -205,9 +208,9 @@ def apply_recall(target: RecallTarget, fleet: Fleet, store: RunStore, keeper: Cl
                      after={"backup": backup.branch, "kept": found.kept,
                             "kept_remote": found.kept_remote},
                      discarded=vars(discard))
-    problem = release_claim(target, keeper, [a.host], "recall", release)
+    problem = release_claim(target, keeper, [a.host], action, release)
     if a.id:
-        store.end(a.id, "recalled", backup.message)
+        store.end(a.id, end_state, backup.message)
     out.ok = problem is None
     out.message = (f"stopped {a.session}" if out.stopped else f"{a.session} was not running")
     if procs.stopped:

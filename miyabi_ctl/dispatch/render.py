@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from miyabi_ctl.dispatch.graph import IssueState
+from miyabi_ctl.dispatch.lifecycle import describe, run_state
 from miyabi_ctl.dispatch.placement import HostFigures, Plan
 from miyabi_ctl.dispatch.run_views import RunView
 from miyabi_ctl.dispatch.service import ApplyReport
@@ -32,6 +33,7 @@ def issue_json(state: IssueState) -> dict[str, Any]:
         "estimate": issue.estimate,
         "agent": issue.agent,
         "labels": list(issue.labels),
+        "done_via": state.done_via,
     }
 
 
@@ -156,6 +158,11 @@ def run_json(view: RunView) -> dict[str, Any]:
         "claim": view.claim.oid if view.claim else None,
         "controller": view.claim.controller_name if view.claim else None,
         "stale": view.stale,
+        "lifecycle": run_state(view), "lifecycle_text": describe(view), "tip": view.tip,
+        "land": (view.claim.land or None) if view.claim else None,
+        "land_note": (view.claim.land_note or None) if view.claim else None,
+        "pr": int(view.claim.pr) if view.claim and view.claim.pr else None,
+        "pr_state": view.pr_state,
     }
 
 
@@ -182,8 +189,7 @@ def run_columns(now: float) -> Columns[RunView]:
     return Columns([
         Column("issue", "#", lambda v: str(v.assignment.issue), priority=0, justify="right"),
         Column("host", "HOST", lambda v: v.assignment.host, priority=0),
-        Column("state", "STATE", lambda v: f"{v.assignment.state}, STALE" if v.stale
-               else v.assignment.state, priority=1),
+        Column("state", "STATE", describe, priority=1, wrap=True),
         Column("session", "SESSION", session, priority=0, wrap=True),
         Column("commits", "COMMITS", lambda v: _num(v.ahead), priority=2, justify="right",
                short="C"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from miyabi_ctl.connectors.base import Host
@@ -44,10 +45,17 @@ class RunView:
     exit_status: int | None = None
     claim: Claim | None = None  # the claim on the remote (None: ended, or claims unreadable)
     stale: bool = False  # nothing vouches for the claim any more (see ``judge_stale``)
+    tip: str | None = None  # the branch's commit, as its host saw it
+    pr_state: str | None = None  # its pull request: open | merged | closed; None: none or unknown
 
     @property
     def done(self) -> bool:
         return self.merged or self.issue_closed
+
+
+# Asks where the runs' pull requests stand: {issue: PR number} -> {issue: open|merged|closed}
+# (those it could not ask are left out).
+PullStates = Callable[[dict[int, int]], dict[int, str]]
 
 
 @dataclass
@@ -74,9 +82,11 @@ def judge_stale(*, alive: bool | None, last_activity: int | None, host_now: int 
 
 def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None,
                  keeper: ClaimKeeper, *, forks: int | None = None,
-                 timeout: float | None = None, now: float | None = None) -> RunsReport:
+                 timeout: float | None = None, now: float | None = None,
+                 pulls: PullStates | None = None) -> RunsReport:
     """Every assignment: the claims on the remote (every controller's), looked at on their hosts
-    (one round trip per host), and this controller's ended ones from its cache."""
+    (one round trip per host), and this controller's ended ones from its cache; with ``pulls``,
+    where the pull requests that ``land`` opened stand."""
     from miyabi_ctl.dispatch.agent_run import RunFacts, look
 
     limit = stale_after(inventory)
@@ -116,6 +126,8 @@ def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None,
                     facts.update(outcome.value or {})
     unanswered = {c.oid for a, c in active if c and (a.host not in known or a.host in errors)}
     since = store.unreachable_since(unanswered, now) if board.readable else {}
+    prs = {c.issue: int(c.pr) for _a, c in active if c and c.pr}
+    pr_states = pulls(prs) if pulls and prs else {}
     views = []
     for a, claim in sorted(active, key=lambda pair: pair[0].issue):
         closed = bool(graph and a.issue in graph.issues and graph.issues[a.issue].done)
@@ -133,14 +145,16 @@ def collect_runs(inventory: Inventory, store: RunStore, graph: Graph | None,
             alive=f.alive if f else None, last_activity=f.last_activity if f else None,
             host_now=f.host_now if f else None, unreachable_since=since.get(claim.oid), now=now,
             limit=limit)
+        pr_state = pr_states.get(a.issue)
         if f is None:
-            views.append(RunView(a, issue_closed=closed, error=error, claim=claim, stale=stale))
+            views.append(RunView(a, issue_closed=closed, error=error, claim=claim, stale=stale,
+                                 pr_state=pr_state))
         else:
             views.append(RunView(a, alive=f.alive, ahead=f.ahead, merged=f.merged,
                                  issue_closed=closed, last_activity=f.last_activity,
                                  condition=f.condition, exit_status=f.exit_status,
-                                 claim=claim, stale=stale))
+                                 claim=claim, stale=stale, tip=f.tip, pr_state=pr_state))
     for a in history:
         closed = bool(graph and a.issue in graph.issues and graph.issues[a.issue].done)
-        views.append(RunView(a, issue_closed=closed))
+        views.append(RunView(a, issue_closed=closed, merged=a.state == "landed"))
     return RunsReport(views, board.error)

@@ -2,7 +2,7 @@
 # run. Prints one record per run, each starting with `run=ISSUE`, then `tmux=yes|no`. For a live
 # session, the last non-blank line of its pane (`pane_tail`) and of its log (`log_tail`), printable
 # characters only, so the controller can tell a session that waits for an answer; for an ended one
-# the agent's exit status as run.sh logged it (`exit_status`).
+# the agent's exit status as run.sh logged it (`exit_status`); `tip=` the branch's commit.
 # Last, `now=`: the host's clock, so the controller compares the host's times only with each other.
 use_login_path
 expand_home "$1"; repo=$expanded
@@ -23,7 +23,7 @@ while [ $# -ge 4 ]; do
   shift 4
   alive=no
   [ $have_tmux = yes ] && tmux has-session -t "=miyabi-$issue" 2>/dev/null && alive=yes
-  ahead= merged=no last_commit= log_time=
+  ahead= merged=no last_commit= log_time= tip=
   if git rev-parse -q --verify "refs/heads/$branch" >/dev/null; then
     ahead=$(git rev-list --count "$upstream..refs/heads/$branch" 2>/dev/null)
     tip=$(git rev-parse "refs/heads/$branch")
@@ -43,7 +43,7 @@ while [ $# -ge 4 ]; do
     exit_status=$(sed -n 's/^miyabi-ctl: .* agent exited with status \([0-9][0-9]*\)$/\1/p' \
       "$log" 2>/dev/null | tail -n 1)
   fi
-  printf '%s\n' "run=$issue" "alive=$alive" "ahead=$ahead" "merged=$merged" \
+  printf '%s\n' "run=$issue" "alive=$alive" "ahead=$ahead" "merged=$merged" "tip=$tip" \
     "last_commit=$last_commit" "log_time=$log_time" "pane_tail=$pane_tail" \
     "log_tail=$log_tail" "exit_status=$exit_status"
 done

@@ -66,6 +66,9 @@ def agents_of(inventory: Inventory, override: str | None = None) -> Agents:
 # Announces an assignment where people look (a GitHub label): (issue, host, added?) -> a note
 # when it could not be done, else None.
 Announce = Callable[[int, str, bool], str | None]
+# Cleans up a run whose work landed (``landing.cleanup_landed``): (ok, message), or None when it
+# cannot here (its host is not in this command's fleet) and the claim is only released.
+Cleanup = Callable[[Claim], "tuple[bool, str] | None"]
 
 
 def read_claims(keeper: ClaimKeeper, store: RunStore, prefer: list[str] | None = None
@@ -224,11 +227,11 @@ class ApplyReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.result in ("ok", "released") for r in self.results)
+        return all(r.result in ("ok", "released", "cleaned") for r in self.results)
 
     def exit_code(self) -> int:
         """0 all launched; 75 when only locked hosts failed; 1 otherwise."""
-        failed = [r for r in self.results if r.result not in ("ok", "released")]
+        failed = [r for r in self.results if r.result not in ("ok", "released", "cleaned")]
         if not failed:
             return ExitCode.OK
         return ExitCode.LOCKED if all(r.locked for r in failed) else ExitCode.FAILED
@@ -248,10 +251,17 @@ def done_claims(board: ClaimBoard, graph: Graph, inventory: Inventory, source: s
 
 
 def release_done(claims: list[Claim], keeper: ClaimKeeper, store: RunStore,
-                 announce: Announce | None = None) -> list[Applied]:
-    """Release the claims of closed issues (the worktree, branch and session stay)."""
+                 announce: Announce | None = None, cleanup: Cleanup | None = None
+                 ) -> list[Applied]:
+    """Release the claims of closed issues (the worktree, branch and session stay); a run that
+    ``land`` took home (its pull request merged) is cleaned up instead, as ``land`` does."""
     results = []
     for claim in claims:
+        cleaned = cleanup(claim) if cleanup is not None else None
+        if cleaned is not None:
+            results.append(Applied(claim.issue, claim.host, "cleaned" if cleaned[0] else "failed",
+                                   cleaned[1]))
+            continue
         problem = _release(keeper, claim, claim.host, "issue closed")
         mine = store.by_claim(claim.oid)
         if problem is None and mine is not None:
@@ -265,13 +275,13 @@ def release_done(claims: list[Claim], keeper: ClaimKeeper, store: RunStore,
 
 def apply_plan(placements: list[Placement], graph: Graph, fleet: Fleet, store: RunStore,
                keeper: ClaimKeeper, *, action: str = "dispatch",
-               announce: Announce | None = None, done: list[Claim] | None = None
-               ) -> ApplyReport:
-    """Release the claims of closed issues (``done``), then launch every placement, hosts in
-    parallel, each host's placements in order under its lock."""
+               announce: Announce | None = None, done: list[Claim] | None = None,
+               cleanup: Cleanup | None = None) -> ApplyReport:
+    """Release the claims of closed issues (``done``; ``cleanup`` those that landed), then
+    launch every placement, hosts in parallel, each host's placements in order under its lock."""
     audit.ensure_writable()
     me = install_id()
-    released = release_done(done or [], keeper, store, announce)
+    released = release_done(done or [], keeper, store, announce, cleanup)
     by_host: dict[str, list[Placement]] = {}
     for placement in placements:
         by_host.setdefault(placement.host, []).append(placement)

@@ -4,7 +4,8 @@ The authority on who works on what is the claims on the repository's remote (``c
 store only remembers what this controller launched, for its history, logs and notes. An assignment
 is one issue given to one host: its worktree, branch, tmux session, the claim object it holds,
 when it started, and its state — ``launching`` (claimed, agent starting), ``running``
-(launched), ``failed`` (the launch did not succeed), ``recalled``, or ``released`` (its claim
+(launched), ``failed`` (the launch did not succeed), ``recalled``, ``landed`` (its branch merged
+into main, or its pull request merged, and cleaned up by ``land``), or ``released`` (its claim
 left the remote without this controller: recalled elsewhere, cleared by hand). ``reconcile``
 brings the cache in line with a fresh read of the claims, so a controller that was offline
 catches up on its next command. The store lives in ``state_dir()/runs.sqlite``.
@@ -31,7 +32,7 @@ from miyabi_ctl.errors import MiyabiError
 from miyabi_ctl.state import state_dir
 
 ACTIVE = ("launching", "running")
-ENDED = ("failed", "recalled", "released")
+ENDED = ("failed", "recalled", "released", "landed")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignments (
@@ -159,6 +160,13 @@ class RunStore:
                        (worktree, base, log, claim, row_id))
         return self.get(row_id)
 
+    def follow_claim(self, row_id: int, claim: str) -> None:
+        """The assignment's claim was replaced (``land`` or ``tell`` recorded something on it):
+        remember the new object, so the cache does not take the old one's absence for a
+        release."""
+        with self._db() as db:
+            db.execute("UPDATE assignments SET claim = ? WHERE id = ?", (claim, row_id))
+
     def end(self, row_id: int, state: str, note: str | None = None) -> Assignment:
         """Close an assignment as ``failed`` or ``recalled``; the issue becomes free again."""
         if state not in ENDED:
@@ -166,6 +174,23 @@ class RunStore:
         with self._db() as db:
             db.execute("UPDATE assignments SET state = ?, ended = ?, note = ? WHERE id = ?",
                        (state, _now(), note, row_id))
+        return self.get(row_id)
+
+    def remember_ended(self, assignment: Assignment, state: str, note: str | None = None
+                       ) -> Assignment:
+        """Keep another controller's run (known from its claim) in this cache's history, ended
+        as ``state`` here (e.g. ``landed`` by this controller)."""
+        if state not in ENDED:
+            raise ValueError(f"{state!r} is not an end state")
+        a = assignment
+        with self._db() as db:
+            cursor = db.execute(
+                "INSERT INTO assignments (issue, title, host, agent, worktree, branch, session,"
+                " base, log, started, state, ended, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?)", (a.issue, a.title, a.host, a.agent, a.worktree, a.branch, a.session,
+                              a.base, a.log, a.started or _now(), state, _now(), note))
+            row_id = cursor.lastrowid
+        assert row_id is not None
         return self.get(row_id)
 
     def get(self, row_id: int) -> Assignment:

@@ -55,13 +55,16 @@ class AgentSpec:
 
     A process is a session of this agent when the basename of its executable (argv[0]) is one of
     ``executables``, or when it is a script interpreter (node, bun, deno) whose first
-    script argument contains one of ``scripts``.
+    script argument contains one of ``scripts``. ``follow_up`` starts it again in the same
+    worktree, continuing its conversation, with ``{prompt_file}`` holding the operator's
+    message (``tell``).
     """
 
     name: str
     executables: tuple[str, ...]
     scripts: tuple[str, ...] = ()
     launch: str | None = None
+    follow_up: str | None = None
     like: str | None = None  # a launch profile: runs this agent's program; its sessions are that agent's
 
 
@@ -75,6 +78,10 @@ DEFAULT_AGENTS: dict[str, AgentSpec] = {
         # The prompt precedes --allowedTools, which is variadic and would swallow it as a tool.
         launch=('claude -p "$(cat {prompt_file})" --permission-mode acceptEdits '
                 '--allowedTools "Bash(git:*)" {test_tool}'),
+        # `claude -c -p "query"`: continue the most recent conversation in this directory (the
+        # worktree), headless; the permissions are given again (Claude Code's CLI reference).
+        follow_up=('claude -p --continue "$(cat {prompt_file})" --permission-mode acceptEdits '
+                   '--allowedTools "Bash(git:*)" {test_tool}'),
     ),
     "codex": AgentSpec(
         "codex",
@@ -82,6 +89,9 @@ DEFAULT_AGENTS: dict[str, AgentSpec] = {
         scripts=("@openai/codex/",),
         # workspace-write sandbox (edits in the worktree, no network), no approval prompts.
         launch='codex exec --full-auto "$(cat {prompt_file})"',
+        # `codex exec resume --last "…"`: only the conversation is kept, flags go before
+        # `resume` (Codex's docs/exec.md, "Resuming non-interactive sessions").
+        follow_up='codex exec --full-auto resume --last "$(cat {prompt_file})"',
     ),
 }
 

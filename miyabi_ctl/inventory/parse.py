@@ -127,7 +127,7 @@ REPO_KEYS = {"path", "main", "remote", "feature"}
 SSH_KEYS = {"config", "known_hosts", "strict_host_keys", "connect_timeout", "command_timeout",
             "max_parallel", "client", "control_persist"}
 THRESHOLD_KEYS = {"load_per_core", "uncommitted", "sessions_over_max"}
-AGENT_KEYS = {"executables", "scripts", "launch", "like"}
+AGENT_KEYS = {"executables", "scripts", "launch", "follow_up", "like"}
 HOST_KEYS = {"transport", "ssh", "role", "max_sessions", "tags", "repo_path", "identity_file",
              "proxy_jump", "client"}
 BACKLOG_KEYS = {"file", "github", "api_url", "token_env"}
@@ -239,14 +239,15 @@ def _parse_thresholds(walk: _Walker, node: Node) -> Thresholds:
     return Thresholds(**{k: walk.pair(v, k) for k, (_, v) in items.items()})
 
 
-def _check_template(walk: _Walker, node: Node, agent: str, template: str | None) -> None:
-    """A launch template that cannot be rendered safely is a fleet.yaml error, found when the
-    file is read rather than at each launch."""
+def _check_template(walk: _Walker, node: Node, agent: str, template: str | None,
+                    key: str = "launch") -> None:
+    """A launch (or follow-up) template that cannot be rendered safely is a fleet.yaml error,
+    found when the file is read rather than at each launch."""
     try:
         if template:
             render_template(template)
     except TemplateError as exc:
-        raise walk.fail(node, str(exc), None, f"agents.{agent}.launch") from None
+        raise walk.fail(node, str(exc), None, f"agents.{agent}.{key}") from None
 
 
 def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
@@ -261,13 +262,13 @@ def _parse_agents(walk: _Walker, node: Node) -> dict[str, AgentSpec]:
             continue
         changes: dict[str, Any] = {}
         for key, (_, v) in items.items():
-            if key == "launch":
-                changes[key] = walk.string(v, None, f"agents.{name}.launch")
-                _check_template(walk, v, name, changes[key])
+            if key in ("launch", "follow_up"):
+                changes[key] = walk.string(v, None, f"agents.{name}.{key}")
+                _check_template(walk, v, name, changes[key], key)
             else:
                 changes[key] = walk.string_list(v, None, f"agents.{name}.{key}")
         fields = {"executables": base.executables, "scripts": base.scripts,
-                  "launch": base.launch, **changes}
+                  "launch": base.launch, "follow_up": base.follow_up, **changes}
         if not fields["executables"] and not fields["scripts"]:
             raise walk.fail(vnode, "an agent needs at least one executable or script pattern",
                             None, f"agents.{name}")

@@ -35,8 +35,9 @@ class Busy(Exception):
 
 
 def scope_of(inventory: Inventory) -> dict[str, str]:
-    source = inventory.source.resolve() if inventory.source else Path.cwd()
-    return {"fleet": str(source), "repo": inventory.repo.path, "remote": inventory.repo.remote,
+    """One record per fleet, as runs and the audit log are filed (``Inventory.scope``), and per
+    repository it follows: pointing the fleet at another remote or main starts afresh."""
+    return {"fleet": inventory.scope, "repo": inventory.repo.path, "remote": inventory.repo.remote,
             "main": inventory.repo.main}
 
 

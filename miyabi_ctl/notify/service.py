@@ -4,11 +4,13 @@ change waits for that target and goes out with the next command's message."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from miyabi_ctl.dispatch.lifecycle import RUN_STATES
 from miyabi_ctl.notify.diff import Change, compare, queue
 from miyabi_ctl.notify.message import clean, compose, test_message
 from miyabi_ctl.notify.record import Busy, load, locked, record_path, save, scope_of
@@ -27,15 +29,22 @@ ALARMS = frozenset({"warning", "critical", "unreachable", "failed", "conflicts",
 
 
 def look(command: str, *, statuses: Iterable[HostStatus] = (), views: Iterable[RunView] = (),
-         assignments: Iterable[Assignment] = (), all_runs: bool = False) -> Seen:
-    """What a command saw: hosts it judged (``statuses``), runs it looked at (``views``), and
-    assignments it knows without a look (``assignments``: only ended ones tell a state)."""
+         assignments: Iterable[Assignment] = (), moved: Mapping[int, str] | None = None,
+         all_runs: bool = False) -> Seen:
+    """What a command saw: hosts it judged (``statuses``), runs it looked at (``views``),
+    assignments it knows without a look (``assignments``: only ended ones tell a state), and
+    runs the command itself moved since its look (``moved``: issue -> lifecycle key, as
+    ``land``'s outcomes; each needs a run seen in ``views`` or ``assignments``)."""
     runs = list(views)
     if assignments:
         from miyabi_ctl.dispatch.run_views import RunView
 
         runs += [RunView(a) for a in assignments]
-    return Seen(command, hosts_seen(statuses), runs_seen(runs) if runs else {}, all_runs)
+    seen = runs_seen(runs) if runs else {}
+    for issue, state in (moved or {}).items():
+        if issue in seen and state in RUN_STATES:
+            seen[issue] = replace(seen[issue], state=state)
+    return Seen(command, hosts_seen(statuses), seen, all_runs)
 
 
 def fleet_name(inventory: Inventory) -> str:

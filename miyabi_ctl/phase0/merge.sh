@@ -2,12 +2,15 @@
 # POSIX sh. Prints key=value lines for miyabi_ctl/phase0/merge.py.
 #
 #   facts  PATH REMOTE FROM INTO FETCH        where this host stands (FETCH=1 fetches first)
-#   merge  PATH REMOTE FROM INTO SOURCE CHECK CHECK_TIMEOUT PUSH
+#   merge  PATH REMOTE FROM INTO SOURCE CHECK CHECK_TIMEOUT PUSH [ALSO]
 #          merge SOURCE --no-ff onto INTO in a temporary detached worktree, run CHECK there,
 #          push that commit to REMOTE's INTO and verify it, then move the local INTO to it by
 #          fast-forward only where that is safe. The working tree the agents use, its index and
 #          HEAD are never touched (except that fast-forward when the tree is on INTO and clean),
-#          and the temporary worktree is always removed, whatever happens.
+#          and the temporary worktree is always removed, whatever happens. PUSH=check (`land`
+#          with a pull request): merge and check only, nothing pushed, the local INTO untouched.
+#          ALSO (`land`: refs/heads/issue/N): pushed as SOURCE in the same atomic push as INTO,
+#          so the remote holds both or neither.
 #   sync   PATH REMOTE FROM INTO TARGET       fast-forward INTO (checked out, clean) to TARGET
 LC_ALL=C
 export LC_ALL
@@ -190,7 +193,7 @@ update_local_into() {
 }
 
 merge() {
-  source=$1 check=$2 check_timeout=$3 push=$4
+  source=$1 check=$2 check_timeout=$3 push=$4 also=${5:-}
   sha_of "$source" >/dev/null || refuse "no such commit: $source"
   rinto=$(sha_of "refs/remotes/$remote/$into") || refuse "$remote has no $into branch"
   linto=$(sha_of "refs/heads/$into")
@@ -203,7 +206,7 @@ merge() {
       refuse "the local $into has commits that $remote/$into does not, and the other way round (diverged): reconcile them by hand first"
     fi
   fi
-  if [ "$push" != 1 ]; then
+  if [ "$push" = 0 ]; then
     # Without a push the local INTO is the only place the merge can go: it must be movable.
     at=$(into_checked_out_at)
     if [ -n "$at" ] && [ "$at" != "$top" ]; then
@@ -256,12 +259,21 @@ merge() {
       fail "the check failed (exit $rc)"
     fi
   fi
+  if [ "$push" = check ]; then
+    say done 1
+    exit 0
+  fi
   if [ "$push" = 1 ]; then
     # The merge commit itself (not HEAD: a check that commits must not push its commits).
-    git push -q --porcelain -- "$remote" "$merged:refs/heads/$into" >"$tmp/out" 2>"$tmp/err" </dev/null ||
+    git push -q --porcelain ${also:+--atomic} -- "$remote" "$merged:refs/heads/$into" \
+      ${also:+"$source:$also"} >"$tmp/out" 2>"$tmp/err" </dev/null ||
       fail "push of the merge to $remote/$into failed: $(push_error "$tmp/out" "$tmp/err")"
     r=$(git ls-remote -- "$remote" "refs/heads/$into" </dev/null | cut -f1)
     [ "$r" = "$merged" ] || fail "$remote's $into is ${r:-missing} after the push, not $merged"
+    if [ -n "$also" ]; then
+      r=$(git ls-remote -- "$remote" "$also" </dev/null | awk -v r="$also" '$2 == r { print $1 }')
+      [ "$r" = "$source" ] || fail "$remote's $also is ${r:-missing} after the push, not $source"
+    fi
     say pushed 1
   fi
   if ! update_local_into "$merged" "$linto" && [ "$push" != 1 ]; then

@@ -43,8 +43,8 @@ def cli(*args: str, state: Path, code: int | None = 0) -> Any:
 
 def test_every_command_has_a_schema() -> None:
     assert set(SCHEMAS) == {"status", "check", "sessions", "issues", "dispatch", "runs", "audit",
-                            "recall", "phase0-backup", "phase0-prune", "phase0-merge", "phase0-run",
-                            "phase0-restore", "schedule"}
+                            "recall", "show", "land", "phase0-backup", "phase0-prune",
+                            "phase0-merge", "phase0-run", "phase0-restore", "schedule"}
     for schema in SCHEMAS.values():
         Draft202012Validator.check_schema(schema)
 

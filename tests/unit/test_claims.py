@@ -77,6 +77,21 @@ def test_record_round_trip_and_hostile_values_stay_one_field() -> None:
     assert parsed.controller == "c0ffee" and parsed.claimed == claim.claimed
 
 
+def test_what_land_recorded_travels_with_the_claim_and_older_records_have_none() -> None:
+    from dataclasses import replace
+
+    claim = replace(a_claim(8, "majin"), state="running", land="conflicts", land_tip="ab" * 20,
+                    land_note=f"conflicts in {HOSTILE}", pr="12")
+    printed = "claim=8\noid=abc\n" + "".join(
+        f"m.{line}\n" for line in claim_message(claim).splitlines())
+    (parsed,) = parse_claims(printed)
+    assert (parsed.land, parsed.land_tip, parsed.pr) == ("conflicts", "ab" * 20, "12")
+    assert parsed.land_note == " ".join(f"conflicts in {HOSTILE}".splitlines())
+    old = "claim=8\noid=abc\nm.version=1\nm.issue=8\nm.host=majin\nm.land=bogus\nm.pr=x\n"
+    (parsed,) = parse_claims(old)
+    assert (parsed.land, parsed.land_tip, parsed.land_note, parsed.pr) == ("", "", "", "")
+
+
 def test_unreadable_records_still_hold_their_issue() -> None:
     printed = ("claim=5\noid=a1\nm.hello\n"                          # written by hand
                "claim=6\noid=a2\nm.version=1\nm.issue=60\nm.host=x\n"  # says another issue
