@@ -192,6 +192,6 @@ def land(
             finally:  # the runs it looked at, and where landing took them
                 notify_changes(inventory, "land",
                                views=[i.detail.view for i in plan.items if i.detail],
-                               assignments=store.all(),
+                               assignments=[a for a in store.all() if not a.active],
                                moved={r.issue: r.lifecycle for r in reports[0].results
                                       if r.lifecycle} if reports else None)

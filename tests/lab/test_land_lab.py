@@ -14,6 +14,7 @@ from tests.lab import inventory
 from tests.lab.harness import Lab
 from tests.lab.landing import LandLab, git, land_lab, refs
 from tests.lab.test_json_contract_lab import validate
+from tests.receiver import Receiver
 
 BACKLOG = [
     {"number": 901, "title": "Add the [/api] handler", "priority": "P0"},
@@ -156,3 +157,34 @@ def test_show_says_what_the_run_did(ll: LandLab, tmp_path: Path) -> None:
     text = ll.cli("show", "905", "--diff").stdout  # piped: plain, the patch after the summary
     assert "#905 Half done" in text and "1 uncommitted files" in text
     assert "diff --git a/committed.txt b/committed.txt" in text
+
+
+def test_land_tells_the_phone_where_each_run_went(lab: Lab, tmp_path: Path) -> None:
+    """fleet.yaml's notify: hears what land did, once: a run landed, a run whose check failed
+    (its hostile title verbatim); a second land that changes nothing, and runs after it, tell
+    nothing more."""
+    with Receiver() as target:
+        nl = land_lab(lab, tmp_path, "ld-notify", [
+            {"number": 911, "title": "Lands", "priority": "P0"},
+            {"number": 912, "title": "Fails [/api] $(x) <b>"}], extra={"notify": [target.url]})
+        for issue in (911, 912):
+            nl.assign(issue, "commit")
+        for issue in (911, 912):
+            nl.wait_ended(issue)
+        proc = nl.cli("runs")  # the baseline: both ended, told once
+        assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr
+        told = len(target.messages)
+
+        proc = nl.cli("land", "911", "912", "--check", "test ! -f issue-912.txt", "--apply",
+                      "--yes")
+        assert proc.returncode == 1 and proc.stderr == "", proc.stdout + proc.stderr
+        assert target.bodies()[told:] == [[
+            '#911 "Lands" on ld-notify: ended with commits (ready to land) → landed',
+            '#912 "Fails [/api] $(x) <b>" on ld-notify: ended with commits (ready to land) → '
+            "check failed",
+        ]]
+        assert target.messages[-1]["type"] == "warning"  # a check that failed is bad news
+
+        for args in (("land", "--all", "--apply", "--yes"), ("runs",)):
+            nl.cli(*args)
+        assert len(target.messages) == told + 1
