@@ -124,11 +124,10 @@ def load_backlog(inventory: Inventory, override: str | None = None) -> tuple[lis
     if settings.get("github") and settings.get("file"):
         raise BacklogError("fleet.yaml: backlog takes either 'file' or 'github', not both")
     if settings.get("github"):
-        from miyabi_ctl.dispatch.github import DEFAULT_API, GitHubSource, load_github_issues, resolve_token
+        from miyabi_ctl.dispatch.github import backlog_source, load_github_issues
 
-        api_url = settings.get("api_url") or DEFAULT_API
-        source = GitHubSource(settings["github"], api_url,
-                              resolve_token(settings.get("token_env"), api_url))
+        source = backlog_source(settings)
+        assert source is not None
         return load_github_issues(source), f"github:{source.repo}"
     base = inventory.source.parent if inventory.source is not None else Path.cwd()
     if settings.get("file"):

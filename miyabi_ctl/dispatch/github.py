@@ -56,6 +56,16 @@ class GitHubSource:
     token: str | None = None
 
 
+def backlog_source(backlog: dict[str, Any]) -> GitHubSource | None:
+    """fleet.yaml's GitHub backlog (``backlog:`` section), or None when it is not on GitHub:
+    its repository, API and the token for ``api_url``'s own host (issues, labels and pull
+    requests all use this one, so a github.com token never reaches an Enterprise server)."""
+    if not backlog.get("github"):
+        return None
+    api_url = backlog.get("api_url") or DEFAULT_API
+    return GitHubSource(backlog["github"], api_url, resolve_token(backlog.get("token_env"), api_url))
+
+
 Origin = tuple[str, str, int]  # scheme, lower-case host, port
 
 

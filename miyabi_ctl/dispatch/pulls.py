@@ -19,13 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from miyabi_ctl.dispatch.github import (
-    DEFAULT_API,
-    GitHubClient,
-    GitHubSource,
-    _TokenStaysHome,
-    resolve_token,
-)
+from miyabi_ctl.dispatch.github import GitHubClient, GitHubSource, _TokenStaysHome, backlog_source
 from miyabi_ctl.dispatch.issue import BacklogError
 from miyabi_ctl.dispatch.run_views import PullStates
 from miyabi_ctl.inventory import Inventory
@@ -141,12 +135,7 @@ def pull_states(source: GitHubSource, numbers: dict[int, int]) -> dict[int, str]
 
 def pull_source(inventory: Inventory) -> GitHubSource | None:
     """The GitHub backlog's repository, API and token (for ``api_url``'s own host), or None."""
-    settings = inventory.backlog
-    if not settings.get("github"):
-        return None
-    api_url = settings.get("api_url") or DEFAULT_API
-    return GitHubSource(settings["github"], api_url,
-                        resolve_token(settings.get("token_env"), api_url))
+    return backlog_source(inventory.backlog)
 
 
 def pull_lookup(inventory: Inventory) -> PullStates | None:

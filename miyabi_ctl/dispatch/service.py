@@ -97,11 +97,11 @@ def assigned_map(board: ClaimBoard, store: RunStore) -> dict[int, str]:
 
 
 def github_source(inventory: Inventory) -> GitHubSource:
-    from miyabi_ctl.dispatch.github import DEFAULT_API, GitHubSource, resolve_token
+    from miyabi_ctl.dispatch.github import backlog_source
 
-    settings = inventory.backlog
-    return GitHubSource(settings["github"], settings.get("api_url") or DEFAULT_API,
-                        resolve_token(settings.get("token_env")))
+    source = backlog_source(inventory.backlog)
+    assert source is not None, "only called for a GitHub backlog"
+    return source
 
 
 def github_announcer(inventory: Inventory, source: str) -> Announce | None:
