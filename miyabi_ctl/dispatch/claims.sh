@@ -17,8 +17,7 @@ use_login_path
 expand_home "$1"; repo=$expanded
 remote=$2 op=$3
 ns=refs/miyabi/claims
-GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
-export GIT_TERMINAL_PROMPT GIT_ASKPASS SSH_ASKPASS
+no_prompts
 cd "$repo" 2>/dev/null || die 3 "no such directory: $repo"
 common=$(git rev-parse --git-common-dir 2>/dev/null) || die 3 "not a git repository: $repo"
 common=$(cd "$common" && pwd -P) || die 3 "cannot enter the git directory of $repo"

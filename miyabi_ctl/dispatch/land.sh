@@ -8,14 +8,15 @@ use_login_path
 expand_home "$1"; repo=$expanded
 remote=$2 op=$3
 shift 3
-GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
-export GIT_TERMINAL_PROMPT GIT_ASKPASS SSH_ASKPASS
+no_prompts
 cd "$repo" 2>/dev/null || die 3 "no such directory: $repo"
 case $op in
 push)
   branch=$1 tip=$2
-  out=$(git push --porcelain -- "$remote" "$tip:refs/heads/$branch" 2>&1 </dev/null) ||
-    die 4 "push of $branch to $remote failed: $(printf '%s\n' "$out" | grep -E '^(!|error|fatal)' | tail -n 1)"
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-land.$$.XXXXXX") || die 3 "mktemp failed"
+  trap 'rm -rf "$tmp"' EXIT
+  git push -q --porcelain -- "$remote" "$tip:refs/heads/$branch" >"$tmp/out" 2>"$tmp/err" </dev/null ||
+    die 4 "push of $branch to $remote failed: $(push_error "$tmp/out" "$tmp/err")"
   r=$(git ls-remote -- "$remote" "refs/heads/$branch" </dev/null |
     awk -v r="refs/heads/$branch" '$2 == r { print $1 }')
   [ "$r" = "$tip" ] || die 5 "$remote's $branch is ${r:-missing} after the push, not $tip"

@@ -9,8 +9,7 @@ use_login_path
 expand_home "$1"; repo=$expanded
 remote=$2 main=$3
 shift 3
-GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
-export GIT_TERMINAL_PROMPT GIT_ASKPASS SSH_ASKPASS
+no_prompts
 cd "$repo" 2>/dev/null || die 3 "no such directory: $repo"
 git rev-parse --git-dir >/dev/null 2>&1 || die 3 "not a git repository: $repo"
 tmp=$(mktemp "${TMPDIR:-/tmp}/miyabi-merged.XXXXXX") || die 3 "mktemp failed"

@@ -4,8 +4,7 @@ use_login_path
 expand_home "$1"; repo=$expanded
 expand_home "$2"; wt=$expanded
 mode=$3 discard_ignored=$4 discard_nested=$5 discard_unkept=$6 grace=${7:-10} remote=$8
-GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
-export GIT_TERMINAL_PROMPT GIT_ASKPASS SSH_ASKPASS
+no_prompts
 cd "$repo" 2>/dev/null || die 3 "no such directory: $repo"
 # What `git worktree remove --force` would destroy although no backup holds it: repositories
 # nested in the worktree (a backup records only their commit id), with their changes, ignored

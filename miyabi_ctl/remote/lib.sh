@@ -29,6 +29,13 @@ use_login_path() {
   export PATH
 }
 
+# git that talks to a remote must never wait for a password nobody is there to type (no
+# terminal, no askpass): it fails at once, and the script says why.
+no_prompts() {
+  GIT_TERMINAL_PROMPT=0 GIT_ASKPASS=true SSH_ASKPASS=true
+  export GIT_TERMINAL_PROMPT GIT_ASKPASS SSH_ASKPASS
+}
+
 # Stop with `error=MESSAGE` on stdout and exit CODE: how a script says why it gave up.
 die() {
   code=$1

@@ -164,3 +164,41 @@ def test_dispatch_apply_cleans_up_a_run_whose_pull_request_was_merged(gh: LandLa
     assert "#912 ld-gh: cleaned" in proc.stdout
     assert not gh.worktree(912).exists()
     assert "refs/miyabi/claims/912" not in refs(gh.origin)
+
+
+def test_a_push_the_remote_refuses_opens_nothing_and_says_why(gh: LandLab) -> None:
+    """A pre-receive hook (branch protection, a quota) turns issue/913 away: land says the
+    remote's words verbatim (never markup), opens no pull request, keeps the worktree and
+    records nothing on the claim — `land` again tries again."""
+    hook = gh.origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do\n"
+                    "  [ \"$ref\" = refs/heads/issue/913 ] && "
+                    "{ echo '[red]frozen[/red]: issue/913 is protected' >&2; exit 1; }\n"
+                    "done\nexit 0\n")
+    hook.chmod(0o755)
+    # filed now: the dispatch above would have launched it
+    GitHub.issues[913] = {"number": 913, "title": "Issue 913", "body": "", "state": "open",
+                          "labels": []}
+    try:
+        gh.mode(913, "commit")
+        proc = gh.cli("assign", "913", gh.host.name, "--apply", "--yes", env=ENV)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        gh.wait_ended(913)
+        posted = len(GitHub.posted)
+        proc = gh.cli("land", "913", "--check", "true", "--apply", "--yes", "--json", env=ENV)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        (result,) = json.loads(proc.stdout)["results"]
+        assert result["result"] == "failed" and result["pr"] is None
+        assert result["message"].startswith(
+            "push of issue/913 to origin failed: [remote rejected] (pre-receive hook declined); "
+            "the remote said: [red]frozen[/red]: issue/913 is protected"), result["message"]
+        proc = gh.cli("land", "913", "--check", "true", "--apply", "--yes", env=ENV)  # verbatim
+        assert "[red]frozen[/red]: issue/913 is protected" in proc.stdout, proc.stdout
+        assert len(GitHub.posted) == posted
+        assert "refs/heads/issue/913" not in refs(gh.origin)
+        assert gh.worktree(913).exists()
+        (run,) = [r for r in json.loads(gh.cli("runs", "--json", env=ENV).stdout)["runs"]
+                  if r["issue"] == 913]
+        assert run["lifecycle"] == "ended"
+    finally:
+        hook.unlink()
