@@ -19,8 +19,7 @@ remote=$2 op=$3
 ns=refs/miyabi/claims
 no_prompts
 cd "$repo" 2>/dev/null || die 3 "no such directory: $repo"
-common=$(git rev-parse --git-common-dir 2>/dev/null) || die 3 "not a git repository: $repo"
-common=$(cd "$common" && pwd -P) || die 3 "cannot enter the git directory of $repo"
+common_dir
 
 scratch=
 trap 'rm -rf "$scratch"' EXIT
@@ -28,25 +27,6 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 tmp=refs/worktree/miyabi-read
-
-# A git dir of this run's own: its objects are new ones only (the repository's are its
-# alternates), its refs are refs/worktree/ only, and the rest is the repository's (commondir).
-make_scratch() {
-  [ -z "$scratch" ] || return 0
-  scratch=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-claims.XXXXXX") || die 3 "mktemp failed"
-  mkdir -p "$scratch/objects/info" "$scratch/refs" || die 3 "cannot make $scratch"
-  printf '%s\n' "$common/objects" >"$scratch/objects/info/alternates"
-  printf '%s\n' "$common" >"$scratch/commondir"
-  echo "ref: refs/heads/miyabi-claims-read" >"$scratch/HEAD"
-}
-
-# fetch.unpackLimit=1: what arrives is kept as a pack (index-pack only reads the objects it
-# already has), never unpacked object by object, which would freshen — rewrite the mtime of — a
-# loose object the repository already holds (the empty tree every claim points at).
-scratch_git() {
-  GIT_DIR=$scratch GIT_OBJECT_DIRECTORY=$scratch/objects git -c gc.auto=0 \
-    -c maintenance.auto=false -c fetch.writeCommitGraph=false -c fetch.unpackLimit=1 "$@"
-}
 
 # Fetch the claims ($1: all of them, or one issue's) into $tmp, print them. --refmap= keeps a
 # remote.*.fetch refspec that would also match claims from updating the repository's refs.

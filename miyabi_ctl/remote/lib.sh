@@ -36,6 +36,35 @@ no_prompts() {
   export GIT_TERMINAL_PROMPT GIT_ASKPASS SSH_ASKPASS
 }
 
+# Read a remote without writing the repository, not even an mtime: a git dir of this run's own,
+# a temporary linked-worktree git dir whose `commondir` is the repository's ($common, absolute),
+# so the remote, its URL and credentials are the repository's own config. Its objects are new
+# ones only (the repository's are its alternates), its refs are refs/worktree/ only, and its
+# FETCH_HEAD is its own. Sets $scratch (once); the caller's EXIT trap removes it
+# (`rm -rf "$scratch"`, with `scratch=` set before the trap).
+make_scratch() {
+  [ -z "${scratch:-}" ] || return 0
+  scratch=$(mktemp -d "${TMPDIR:-/tmp}/miyabi-read.$$.XXXXXX") || die 3 "mktemp failed"
+  mkdir -p "$scratch/objects/info" "$scratch/refs" || die 3 "cannot make $scratch"
+  printf '%s\n' "$common/objects" >"$scratch/objects/info/alternates"
+  printf '%s\n' "$common" >"$scratch/commondir"
+  echo "ref: refs/heads/miyabi-read" >"$scratch/HEAD"
+}
+
+# git in that git dir. fetch.unpackLimit=1: what arrives is kept as a pack (index-pack only reads
+# the objects it already has), never unpacked object by object, which would freshen — rewrite
+# the mtime of — a loose object the repository already holds (the empty tree every claim uses).
+scratch_git() {
+  GIT_DIR=$scratch GIT_OBJECT_DIRECTORY=$scratch/objects git -c gc.auto=0 \
+    -c maintenance.auto=false -c fetch.writeCommitGraph=false -c fetch.unpackLimit=1 "$@"
+}
+
+# The repository's common git directory, absolute: what make_scratch shares.
+common_dir() {
+  common=$(git rev-parse --git-common-dir 2>/dev/null) || die 3 "not a git repository: $repo"
+  common=$(cd "$common" && pwd -P) || die 3 "cannot enter the git directory of $repo"
+}
+
 # Stop with `error=MESSAGE` on stdout and exit CODE: how a script says why it gave up.
 die() {
   code=$1

@@ -98,6 +98,14 @@ def test_land_merges_into_main_cleans_up_and_refuses_a_run_still_working(ll: Lan
     assert state[901]["done_via"] == f"merged into origin/main: issue/901 at {tip[:12]}"
     assert state[902]["state"] == "ready"
     assert runs(ll)[901]["lifecycle"] == "landed"
+    # Someone else pushes to main, which this host's clone has not fetched: issues still knows
+    # #901 is done (main's history fetched into a git dir of the read's own), and the host's
+    # repository is left exactly as it was, mtimes included.
+    ll.commit_to_origin({"other.txt": "someone else's work\n"}, "Another developer's change")
+    before_disk = inventory.disk(ll.host.repo / ".git")
+    issues = json.loads(ll.cli("issues", "--json").stdout)
+    assert {i["number"]: i["state"] for i in issues["issues"]}[901] == "done"
+    assert inventory.disk_changes(before_disk, inventory.disk(ll.host.repo / ".git")) == []
     audit = [json.loads(line) for line in (ll.state / "audit.jsonl").read_text().splitlines()]
     steps = [e["action"] for e in audit if e.get("issue") == 901]
     assert {"land.merge", "land.stop", "land.remove", "claim.release"} <= set(steps), steps

@@ -83,6 +83,10 @@ COMMANDS = {
     "runs": ("runs",),
     "runs --json": ("runs", "--json"),
     "recall": ("recall", "61"),
+    "schedule": ("schedule",),
+    "show": ("show", "61"),
+    "land": ("land", "61"),
+    "land --all": ("land", "--all"),
     "recall --force": ("recall", "61", "--force"),
 }
 
@@ -92,8 +96,10 @@ def test_a_plan_or_a_read_changes_nothing_on_any_host(pl: PlansLab, command: tup
     before = pl.disk()
     fetch_head = (pl.hosts[1].repo / ".git" / "FETCH_HEAD").read_bytes()
     proc = cli(*command, "--fleet", str(pl.fleet_file), state=pl.state)
-    # recall --force is refused while the host answers (exit 1); the rest are plans or reads.
-    assert proc.returncode == (1 if "--force" in command else 0), proc.stdout + proc.stderr
+    # recall --force is refused while the host answers, and land of a run still working (exit 1);
+    # the rest are plans or reads.
+    refused = "--force" in command or command == ("land", "61")
+    assert proc.returncode == (1 if refused else 0), proc.stdout + proc.stderr
     changes = inventory.disk_changes(before, pl.disk())
     assert not changes, "\n".join(changes)
     assert (pl.hosts[1].repo / ".git" / "FETCH_HEAD").read_bytes() == fetch_head
