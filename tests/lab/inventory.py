@@ -11,13 +11,13 @@ the backup could not hold, for the tests that check the plan says so.
 
 ``changes(before, after)`` is the stricter comparison for steps that must change nothing at all
 (a plan): besides the above it compares every path's mtime, the index's flags (skip-worktree,
-assume-unchanged, intent-to-add) and every file of the git directory (loose objects and packs
-with their mtimes, FETCH_HEAD, refs, the index file, logs).
+assume-unchanged, intent-to-add) and the git directory as ``disk`` records it (every file and
+directory with its mtime: loose objects and packs, FETCH_HEAD, refs, the index file, logs; a
+file made and removed again shows in its directory's mtime).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import subprocess
@@ -56,7 +56,7 @@ class Inventory:
     git_dir: Path | None = None
     mtimes: dict[str, int] = field(default_factory=dict)  # work tree path -> mtime (ns)
     ita: set[str] = field(default_factory=set)  # intent-to-add entries
-    git_files: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # size, mtime, sha
+    git_files: dict[str, Stamp] = field(default_factory=dict)  # the git directory (disk)
 
     def commits(self) -> set[str]:
         """Every commit a ref, HEAD or the stash held."""
@@ -96,20 +96,6 @@ def walk(root: Path, mtimes: dict[str, int] | None = None) -> dict[str, Entry]:
     return found
 
 
-def git_dir_files(common: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file of a repository's git directory (linked worktrees' admin directories
-    included): size, mtime in ns, and a hash of its bytes."""
-    found: dict[str, tuple[int, int, str]] = {}
-    for dirpath, _dirnames, filenames in os.walk(common):
-        for name in filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            digest = (hashlib.sha1(path.read_bytes()).hexdigest()
-                      if stat.S_ISREG(st.st_mode) else "")
-            found[str(path.relative_to(common))] = (st.st_size, st.st_mtime_ns, digest)
-    return found
-
-
 def take(repo: Path | str, git_dir: Path | None = None) -> Inventory:
     root = Path(repo)
     inv = Inventory(root, {}, git_dir=git_dir)
@@ -134,7 +120,7 @@ def take(repo: Path | str, git_dir: Path | None = None) -> Inventory:
             inv.ita.add(raw.decode("utf-8", "surrogateescape"))
     common = git_dir.parent.parent if git_dir is not None else root / ".git"
     if common.is_dir():
-        inv.git_files = git_dir_files(common)
+        inv.git_files = disk(common)
     return inv
 
 
@@ -211,7 +197,7 @@ def changes(before: Inventory, after: Inventory) -> list[str]:
     compare("ref", {"HEAD": before.head, "HEAD@": before.head_ref, **before.refs},
             {"HEAD": after.head, "HEAD@": after.head_ref, **after.refs})
     compare("stash", dict(enumerate(before.stash)), dict(enumerate(after.stash)))
-    compare("git", before.git_files, after.git_files)
+    found += [f"git {change}" for change in disk_changes(before.git_files, after.git_files)]
     return found
 
 
