@@ -142,10 +142,11 @@ def land(
     """Take the work of runs that ended with commits home: check it merged onto main, then merge
     it (file backlog) or open a pull request (GitHub backlog), and clean up as recall does."""
     from miyabi_ctl.dispatch.claims import ClaimKeeper
+    from miyabi_ctl.dispatch.github import backlog_source
     from miyabi_ctl.dispatch.land import plan_land, pr_numbers, targets
     from miyabi_ctl.dispatch.landing import LandReport, apply_land
     from miyabi_ctl.dispatch.launch import test_command
-    from miyabi_ctl.dispatch.pulls import pull_source, pull_states
+    from miyabi_ctl.dispatch.pulls import pull_states
     from miyabi_ctl.dispatch.render_runs import land_outcome_lines, land_plan_lines
     from miyabi_ctl.dispatch.service import read_claims
     from miyabi_ctl.dispatch.store import RunStore
@@ -154,7 +155,7 @@ def land(
         raise UsageError("name the issues to land, or --all")
     inventory = load_fleet(fleet_path)
     graph = graph_or_none(inventory, backlog)
-    github = pull_source(inventory) if not backlog else None
+    github = backlog_source(inventory.backlog) if not backlog else None
     flow = "pull-request" if github is not None else "merge"
     titles = {n: i.title for n, i in graph.issues.items()} if graph else {}
     store = RunStore(scope=inventory.scope)

@@ -133,14 +133,9 @@ def pull_states(source: GitHubSource, numbers: dict[int, int]) -> dict[int, str]
     return found
 
 
-def pull_source(inventory: Inventory) -> GitHubSource | None:
-    """The GitHub backlog's repository, API and token (for ``api_url``'s own host), or None."""
-    return backlog_source(inventory.backlog)
-
-
 def pull_lookup(inventory: Inventory) -> PullStates | None:
     """With a GitHub backlog, how ``runs`` and ``show`` ask where the runs' pull requests stand."""
-    source = pull_source(inventory)
+    source = backlog_source(inventory.backlog)
     if source is None:
         return None
     return lambda numbers: pull_states(source, numbers)

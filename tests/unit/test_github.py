@@ -363,10 +363,10 @@ def test_a_github_com_token_is_not_sent_to_an_enterprise_host(
 
 def test_every_github_client_asks_for_its_own_servers_token(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issues, dispatch's labels and land's pull requests build their GitHub client from the
-    fleet's backlog: an Enterprise api_url gets the Enterprise token, never $GITHUB_TOKEN."""
+    """Issues, land's pull requests (backlog_source) and dispatch's labels (github_source)
+    build their GitHub client from the fleet's backlog: an Enterprise api_url gets the
+    Enterprise token, never $GITHUB_TOKEN."""
     from miyabi_ctl.dispatch.github import backlog_source
-    from miyabi_ctl.dispatch.pulls import pull_source
     from miyabi_ctl.dispatch.service import github_source
     from miyabi_ctl.inventory.parse import parse_inventory
 
@@ -377,8 +377,7 @@ def test_every_github_client_asks_for_its_own_servers_token(
     fleet.write_text("backlog:\n  github: octo/repo\n  api_url: https://ghe.example.com/api/v3\n"
                      "hosts:\n  local:\n    transport: local\n")
     inventory = parse_inventory(fleet.read_text(), fleet)
-    for source in (backlog_source(inventory.backlog), pull_source(inventory),
-                   github_source(inventory)):
+    for source in (backlog_source(inventory.backlog), github_source(inventory)):
         assert source is not None and source.token == "ghe"
         assert source.api_url == "https://ghe.example.com/api/v3"
     assert backlog_source({"file": "backlog.yaml"}) is None
